@@ -1,0 +1,73 @@
+//! Command-line front end: argument parsing, adapter selection, and the subcommands.
+
+mod bench;
+mod info;
+mod regress;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use gkl_gpu::runtime::{AdapterOptions, BackendChoice, GpuContext};
+
+#[derive(Parser)]
+#[command(name = "gkl-gpu", version, about = "Simulation-based inference with the generalized KL divergence, on the GPU")]
+struct Cli {
+    #[command(flatten)]
+    gpu: GpuArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Adapter selection, shared by every command that touches the GPU.
+#[derive(Args, Clone, Debug)]
+pub struct GpuArgs {
+    /// wgpu backend [env: WGPU_BACKEND]
+    #[arg(long, global = true, value_enum)]
+    backend: Option<BackendChoice>,
+    /// Use the adapter whose name contains this (case-insensitive) [env: WGPU_ADAPTER_NAME]
+    #[arg(long = "adapter", global = true, value_name = "NAME")]
+    adapter: Option<String>,
+    /// Only software (CPU) adapters, e.g. Mesa's lavapipe/llvmpipe
+    #[arg(long, global = true)]
+    cpu_fallback: bool,
+}
+
+impl GpuArgs {
+    pub fn options(&self) -> Result<AdapterOptions> {
+        Ok(AdapterOptions {
+            backend: self.backend,
+            adapter_name: self.adapter.clone(),
+            cpu_fallback: self.cpu_fallback,
+        }
+        .with_env()?)
+    }
+
+    /// Opens the selected device and says on stderr which adapter the work runs on.
+    pub fn context(&self) -> Result<GpuContext> {
+        let ctx = GpuContext::new(&self.options()?)?;
+        eprintln!("adapter: {}", ctx.summary().one_line());
+        Ok(ctx)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List adapters and the chosen one's limits and features
+    Info(info::InfoArgs),
+    /// Throughput benchmarks
+    Bench(bench::BenchArgs),
+    /// Train a residual MLP on the GPU to regress a known function (a smoke test of the kernels)
+    Regress(regress::RegressArgs),
+}
+
+pub fn run() -> Result<()> {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // Mesa's implicit layers complain without it; nothing we use needs it.
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Info(a) => info::run(&cli.gpu, a),
+        Command::Bench(a) => bench::run(&cli.gpu, a),
+        Command::Regress(a) => regress::run(&cli.gpu, a),
+    }
+}

@@ -1,0 +1,10 @@
+//! gkl-gpu: simulation-based inference with the generalized KL divergence, on the GPU through
+//! WGSL compute shaders (wgpu).
+//!
+//! Layers, bottom up: [`runtime`] (device, pipelines, buffers), [`kernels`] (one WGSL file each,
+//! with a CPU f64 reference beside it), [`models`] (networks built from kernels), [`training`].
+
+pub mod kernels;
+pub mod models;
+pub mod runtime;
+pub mod training;

@@ -1,0 +1,2 @@
+//! Networks built from the kernels.
+pub mod mlp;

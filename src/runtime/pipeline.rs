@@ -1,0 +1,184 @@
+//! Shader registry and the pipeline cache, keyed by (shader, entry point, override constants).
+
+use super::context::GpuContext;
+use super::error::{GpuError, GpuResult};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// How a binding is declared in WGSL; each shader file keeps one binding list for all its entry
+/// points, so one explicit layout serves every pipeline built from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    Uniform,
+    Read,
+    ReadWrite,
+}
+
+use Slot::{Read as R, ReadWrite as W, Uniform as U};
+
+/// A kernel file: its name, its WGSL (library files from `shaders/lib/` prepended), and its bindings.
+pub struct ShaderDef {
+    pub name: &'static str,
+    pub source: &'static str,
+    pub slots: &'static [Slot],
+}
+
+/// Every kernel under `shaders/`, compiled into the binary. A test checks that this list and the
+/// directory agree, and validates each one with naga.
+pub const SHADERS: &[ShaderDef] = &[
+    ShaderDef {
+        name: "dense",
+        source: concat!(
+            include_str!("../../shaders/lib/activations.wgsl"),
+            include_str!("../../shaders/dense.wgsl")
+        ),
+        slots: &[U, R, R, R, R, W, W],
+    },
+    ShaderDef {
+        name: "elementwise",
+        source: concat!(
+            include_str!("../../shaders/lib/activations.wgsl"),
+            include_str!("../../shaders/elementwise.wgsl")
+        ),
+        slots: &[U, R, R, W],
+    },
+    ShaderDef { name: "reduce", source: include_str!("../../shaders/reduce.wgsl"), slots: &[U, R, W] },
+    ShaderDef { name: "adam", source: include_str!("../../shaders/adam.wgsl"), slots: &[U, W, W, W, W, W] },
+    ShaderDef {
+        name: "philox",
+        source: concat!(
+            include_str!("../../shaders/lib/philox.wgsl"),
+            include_str!("../../shaders/philox.wgsl")
+        ),
+        slots: &[U, W],
+    },
+    ShaderDef { name: "loss", source: include_str!("../../shaders/loss.wgsl"), slots: &[U, R, R, W, W] },
+];
+
+pub fn shader_def(name: &str) -> GpuResult<&'static ShaderDef> {
+    SHADERS
+        .iter()
+        .find(|d| d.name == name)
+        .ok_or_else(|| GpuError::UnknownShader(name.to_string()))
+}
+
+/// Override constants of a pipeline, e.g. `[("ACT", 2.0)]`.
+pub type Constants<'a> = &'a [(&'a str, f64)];
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key {
+    shader: &'static str,
+    entry: &'static str,
+    constants: Vec<(String, u64)>,
+}
+
+#[derive(Default)]
+pub struct PipelineCache {
+    modules: Mutex<HashMap<&'static str, (wgpu::ShaderModule, wgpu::BindGroupLayout)>>,
+    pipelines: Mutex<HashMap<Key, Arc<wgpu::ComputePipeline>>>,
+}
+
+impl PipelineCache {
+    pub fn len(&self) -> usize {
+        self.pipelines.lock().map(|p| p.len()).unwrap_or(0)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl GpuContext {
+    fn module(&self, shader: &'static str) -> GpuResult<(wgpu::ShaderModule, wgpu::BindGroupLayout)> {
+        let mut modules = self.pipelines.modules.lock().expect("module cache poisoned");
+        if let Some(m) = modules.get(shader) {
+            return Ok(m.clone());
+        }
+        let def = shader_def(shader)?;
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = def
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: match slot {
+                    Slot::Uniform => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    Slot::Read | Slot::ReadWrite => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: *slot == Slot::Read },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                },
+                count: None,
+            })
+            .collect();
+        let m = self.scoped(&format!("compiling shader '{shader}'"), || {
+            let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(shader),
+                source: wgpu::ShaderSource::Wgsl(def.source.into()),
+            });
+            let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(shader),
+                entries: &entries,
+            });
+            (module, layout)
+        })?;
+        modules.insert(shader, m.clone());
+        Ok(m)
+    }
+
+    /// The bind group layout shared by every entry point of `shader`.
+    pub fn layout(&self, shader: &'static str) -> GpuResult<wgpu::BindGroupLayout> {
+        Ok(self.module(shader)?.1)
+    }
+
+    /// A compute pipeline for `shader::entry` with the given override constants; built once, then
+    /// served from the cache.
+    pub fn pipeline(
+        &self,
+        shader: &'static str,
+        entry: &'static str,
+        constants: Constants<'_>,
+    ) -> GpuResult<Arc<wgpu::ComputePipeline>> {
+        let key = Key {
+            shader,
+            entry,
+            constants: constants.iter().map(|(k, v)| (k.to_string(), v.to_bits())).collect(),
+        };
+        if let Some(p) = self.pipelines.pipelines.lock().expect("pipeline cache poisoned").get(&key) {
+            return Ok(p.clone());
+        }
+        let (module, bgl) = self.module(shader)?;
+        let consts: Vec<(&str, f64)> = constants.to_vec();
+        let label = format!("{shader}::{entry}");
+        let p = self.scoped(&format!("building pipeline {label} {constants:?}"), || {
+            let layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(&label),
+                bind_group_layouts: &[Some(&bgl)],
+                immediate_size: 0,
+            });
+            self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: Some(&layout),
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &consts,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            })
+        })?;
+        let p = Arc::new(p);
+        self.pipelines
+            .pipelines
+            .lock()
+            .expect("pipeline cache poisoned")
+            .insert(key, p.clone());
+        Ok(p)
+    }
+}

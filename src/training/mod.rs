@@ -1,0 +1,2 @@
+//! Training loops.
+pub mod regress;

@@ -1,0 +1,63 @@
+//! Every shader parses and validates with naga; no GPU needed.
+
+use gkl_gpu::runtime::SHADERS;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+fn validate(name: &str, src: &str) -> Result<naga::valid::ModuleInfo, String> {
+    let module = naga::front::wgsl::parse_str(src).map_err(|e| format!("{name}: {}", e.emit_to_string(src)))?;
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+        .validate(&module)
+        .map_err(|e| format!("{name}: {}", e.emit_to_string(src)))
+}
+
+#[test]
+fn every_registered_shader_validates() {
+    for def in SHADERS {
+        if let Err(e) = validate(def.name, def.source) {
+            panic!("{e}");
+        }
+    }
+}
+
+#[test]
+fn every_file_under_shaders_is_registered_and_library_files_validate() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut on_disk = BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "wgsl") {
+            on_disk.insert(p.file_stem().unwrap().to_string_lossy().to_string());
+        }
+    }
+    let registered: BTreeSet<String> = SHADERS.iter().map(|d| d.name.to_string()).collect();
+    assert_eq!(on_disk, registered, "shaders/*.wgsl and runtime::pipeline::SHADERS disagree");
+    for entry in std::fs::read_dir(dir.join("lib")).unwrap() {
+        let p = entry.unwrap().path();
+        let src = std::fs::read_to_string(&p).unwrap();
+        validate(&p.display().to_string(), &src).unwrap();
+    }
+}
+
+#[test]
+fn binding_count_matches_the_declared_layout() {
+    // The explicit bind group layout must cover every binding a shader declares.
+    for def in SHADERS {
+        let module = naga::front::wgsl::parse_str(def.source).unwrap();
+        let mut bindings: Vec<u32> = module
+            .global_variables
+            .iter()
+            .filter_map(|(_, v)| v.binding.as_ref().map(|b| b.binding))
+            .collect();
+        bindings.sort();
+        let expect: Vec<u32> = (0..def.slots.len() as u32).collect();
+        assert_eq!(bindings, expect, "shader {}: bindings vs declared slots", def.name);
+    }
+}
+
+#[test]
+fn a_broken_shader_is_rejected() {
+    // The validator is really looking: a type error must be caught.
+    let bad = "@compute @workgroup_size(1) fn main() { let x: f32 = 1u; }";
+    assert!(validate("bad", bad).is_err());
+}
