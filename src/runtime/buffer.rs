@@ -5,10 +5,14 @@ use super::error::{GpuError, GpuResult};
 use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
-/// A storage buffer of 4-byte words (f32 or u32). Lives as long as the model or trainer that owns it.
+/// A storage buffer of 4-byte words (f32 or u32), or a view of `len` words at `offset` into one
+/// (parameter arenas hand out views, so one optimizer launch updates every tensor).
+/// Lives as long as the model or trainer that owns it.
 #[derive(Clone, Debug)]
 pub struct GpuTensor {
     pub buffer: wgpu::Buffer,
+    /// Start, in 4-byte elements, within `buffer`.
+    pub offset: usize,
     /// Number of 4-byte elements.
     pub len: usize,
     pub label: String,
@@ -17,6 +21,13 @@ pub struct GpuTensor {
 impl GpuTensor {
     pub fn bytes(&self) -> u64 {
         (self.len * 4) as u64
+    }
+
+    /// A view of `len` elements at `offset` (relative to this tensor). Bound as a slice, the
+    /// offset must meet the adapter's storage offset alignment (256 bytes on most).
+    pub fn view(&self, label: &str, offset: usize, len: usize) -> GpuTensor {
+        assert!(offset + len <= self.len, "view {label}: {offset}+{len} > {}", self.len);
+        GpuTensor { buffer: self.buffer.clone(), offset: self.offset + offset, len, label: label.to_string() }
     }
 }
 
@@ -48,7 +59,7 @@ impl GpuContext {
                 usage: STORAGE,
             })
         })?;
-        Ok(GpuTensor { buffer, len: data.len(), label: label.to_string() })
+        Ok(GpuTensor { buffer, offset: 0, len: data.len(), label: label.to_string() })
     }
 
     /// A zero-filled storage buffer of `len` words.
@@ -63,7 +74,7 @@ impl GpuContext {
                 mapped_at_creation: false,
             })
         })?;
-        Ok(GpuTensor { buffer, len, label: label.to_string() })
+        Ok(GpuTensor { buffer, offset: 0, len, label: label.to_string() })
     }
 
     /// A uniform buffer holding one `T` (updated later with `write_uniform`).
@@ -91,7 +102,7 @@ impl GpuContext {
             )));
         }
         if !data.is_empty() {
-            self.queue.write_buffer(&t.buffer, (offset * 4) as u64, bytemuck::cast_slice(data));
+            self.queue.write_buffer(&t.buffer, ((t.offset + offset) * 4) as u64, bytemuck::cast_slice(data));
         }
         Ok(())
     }
@@ -121,7 +132,7 @@ impl GpuContext {
         });
         self.scoped(&format!("reading back '{}'", t.label), || {
             let mut enc = self.device.create_command_encoder(&Default::default());
-            enc.copy_buffer_to_buffer(&t.buffer, (offset * 4) as u64, &staging, 0, bytes);
+            enc.copy_buffer_to_buffer(&t.buffer, ((t.offset + offset) * 4) as u64, &staging, 0, bytes);
             self.queue.submit([enc.finish()]);
         })?;
         let slice = staging.slice(..);
@@ -165,7 +176,7 @@ pub struct Dispatch {
     pub groups: [u32; 3],
 }
 
-/// A binding: a storage tensor or a uniform buffer.
+/// A binding: a storage tensor (or a view into one) or a uniform buffer.
 pub enum Bind<'a> {
     T(&'a GpuTensor),
     U(&'a wgpu::Buffer),
@@ -190,7 +201,12 @@ impl GpuContext {
             .map(|(i, b)| wgpu::BindGroupEntry {
                 binding: i as u32,
                 resource: match b {
-                    Bind::T(t) => t.buffer.as_entire_binding(),
+                    Bind::T(t) if t.offset == 0 && t.bytes() >= t.buffer.size() => t.buffer.as_entire_binding(),
+                    Bind::T(t) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &t.buffer,
+                        offset: (t.offset * 4) as u64,
+                        size: std::num::NonZeroU64::new(t.bytes().max(4)),
+                    }),
                     Bind::U(u) => u.as_entire_binding(),
                 },
             })
