@@ -4,6 +4,8 @@
 //! Layers, bottom up: [`runtime`] (device, pipelines, buffers), [`kernels`] (one WGSL file each,
 //! with a CPU f64 reference beside it), [`models`] (networks built from kernels), [`training`].
 
+pub mod bench;
+pub mod io;
 pub mod kernels;
 pub mod models;
 pub mod runtime;

@@ -12,9 +12,6 @@ use gkl_gpu::runtime::GpuTensor;
 const SHAPES: [(usize, usize, usize); 6] = [(1, 1, 1), (3, 2, 5), (37, 5, 13), (130, 33, 7), (257, 64, 128), (64, 128, 64)];
 
 struct Case {
-    rows: usize,
-    k: usize,
-    n: usize,
     x: Vec<f64>,
     w: Vec<f64>,
     b: Vec<f64>,
@@ -24,9 +21,6 @@ struct Case {
 fn case(seed: u64, rows: usize, k: usize, n: usize) -> Case {
     let mut g = rng(seed);
     Case {
-        rows,
-        k,
-        n,
         x: randn(&mut g, rows * k, 1.0),
         w: randn(&mut g, k * n, 1.0 / (k as f64).sqrt()),
         b: randn(&mut g, n, 0.5),

@@ -25,6 +25,9 @@ pub struct MlpConfig {
     pub act: Activation,
 }
 
+/// Arena alignment in elements: 256 bytes, the usual storage-offset alignment.
+const ALIGN: usize = 64;
+
 /// One dense layer's place in the arena.
 #[derive(Clone, Debug)]
 pub struct LayerSlot {
@@ -34,12 +37,6 @@ pub struct LayerSlot {
     pub b_off: usize,
 }
 
-/// Elements per alignment unit: 256 bytes, the usual storage-offset alignment.
-const ALIGN: usize = 64;
-
-fn align(n: usize) -> usize {
-    n.div_ceil(ALIGN) * ALIGN
-}
 
 impl MlpConfig {
     /// (in, out) widths of every dense layer in order: input, blocks, output.
