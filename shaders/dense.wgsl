@@ -3,6 +3,8 @@
 //   X [rows, k]   W [k, n] (rows padded to k4*4 with zeros)   b [n]   Z, A [rows, n]
 // Each invocation owns a 4-row x 4-column block: 8 vec4 loads feed 64 multiply-adds, which is
 // what makes this fast on lavapipe, where every storage load is expensive (see the notes).
+// Many independent models (e.g. the folds of a cross-validation) run in one launch: the grid's z
+// index picks the model, and each tensor advances by its per-model stride (in vec4 units).
 // Requires lib/activations.wgsl before this file.
 
 struct DenseParams {
@@ -11,15 +13,20 @@ struct DenseParams {
     n: u32,
     k4: u32,
     n4: u32,
-    _pad0: u32,
+    sx: u32,    // per-model stride of input-side tensors: X, dX, Zp, backward R
+    sy: u32,    // per-model stride of output-side tensors: Z, A, dZ, forward R
+    sw: u32,    // per-model stride of W and dW
+    sb: u32,    // per-model stride of b and db
+    l2: f32,    // backward_weight adds l2 * W to dW (an L2 penalty on weights, not biases)
+    models: u32, // grid depth; read by the host only
     _pad1: u32,
-    _pad2: u32,
 }
 
 override ACT: u32 = 0u;          // activation applied after the affine map
 override RESIDUAL: bool = false; // forward: A += R; backward_input: dX += R
 override EPI_ACT: u32 = 0u;      // backward_input: also write dX * act'(Zp) (0 = no such output)
 override ACCUM: bool = false;    // backward_weight: add into dW, db instead of overwriting
+override L2_ON: bool = false;    // backward_weight: add p.l2 * W to dW
 override WG_X: u32 = 8u;
 override WG_Y: u32 = 8u;
 
@@ -39,24 +46,27 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (c >= p.n4 || r0 >= p.rows) {
         return;
     }
+    let ox = gid.z * p.sx;
+    let oy = gid.z * p.sy;
+    let ow = gid.z * p.sw;
     let last = p.rows - 1u;
     let r1 = min(r0 + 1u, last);
     let r2 = min(r0 + 2u, last);
     let r3 = min(r0 + 3u, last);
-    let bias = in2[c];
+    let bias = in2[gid.z * p.sb + c];
     var a0 = bias;
     var a1 = bias;
     var a2 = bias;
     var a3 = bias;
     for (var kb = 0u; kb < p.k4; kb = kb + 1u) {
-        let w0 = in1[(kb * 4u) * p.n4 + c];
-        let w1 = in1[(kb * 4u + 1u) * p.n4 + c];
-        let w2 = in1[(kb * 4u + 2u) * p.n4 + c];
-        let w3 = in1[(kb * 4u + 3u) * p.n4 + c];
-        let x0 = in0[r0 * p.k4 + kb];
-        let x1 = in0[r1 * p.k4 + kb];
-        let x2 = in0[r2 * p.k4 + kb];
-        let x3 = in0[r3 * p.k4 + kb];
+        let w0 = in1[ow + (kb * 4u) * p.n4 + c];
+        let w1 = in1[ow + (kb * 4u + 1u) * p.n4 + c];
+        let w2 = in1[ow + (kb * 4u + 2u) * p.n4 + c];
+        let w3 = in1[ow + (kb * 4u + 3u) * p.n4 + c];
+        let x0 = in0[ox + r0 * p.k4 + kb];
+        let x1 = in0[ox + r1 * p.k4 + kb];
+        let x2 = in0[ox + r2 * p.k4 + kb];
+        let x3 = in0[ox + r3 * p.k4 + kb];
         a0 = a0 + x0.x * w0 + x0.y * w1 + x0.z * w2 + x0.w * w3;
         a1 = a1 + x1.x * w0 + x1.y * w1 + x1.z * w2 + x1.w * w3;
         a2 = a2 + x2.x * w0 + x2.y * w1 + x2.z * w2 + x2.w * w3;
@@ -67,14 +77,15 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         let r = r0 + j;
         if (r < p.rows) {
             let zz = mask_cols(z[j], c, p.n);
+            let o = oy + r * p.n4 + c;
             var a = act4(ACT, zz);
             if (RESIDUAL) {
-                a = a + in3[r * p.n4 + c];
+                a = a + in3[o];
             }
             if (ACT != 0u) {
-                out0[r * p.n4 + c] = zz;
+                out0[o] = zz;
             }
-            out1[r * p.n4 + c] = mask_cols(a, c, p.n);
+            out1[o] = mask_cols(a, c, p.n);
         }
     }
 }
@@ -88,6 +99,9 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (c >= p.k4 || r0 >= p.rows) {
         return;
     }
+    let ox = gid.z * p.sx;
+    let oy = gid.z * p.sy;
+    let ow = gid.z * p.sw;
     let last = p.rows - 1u;
     let r1 = min(r0 + 1u, last);
     let r2 = min(r0 + 2u, last);
@@ -97,14 +111,14 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>) {
     var a2 = vec4<f32>(0.0);
     var a3 = vec4<f32>(0.0);
     for (var ob = 0u; ob < p.n4; ob = ob + 1u) {
-        let w0 = in1[(c * 4u) * p.n4 + ob];
-        let w1 = in1[(c * 4u + 1u) * p.n4 + ob];
-        let w2 = in1[(c * 4u + 2u) * p.n4 + ob];
-        let w3 = in1[(c * 4u + 3u) * p.n4 + ob];
-        let d0 = in0[r0 * p.n4 + ob];
-        let d1 = in0[r1 * p.n4 + ob];
-        let d2 = in0[r2 * p.n4 + ob];
-        let d3 = in0[r3 * p.n4 + ob];
+        let w0 = in1[ow + (c * 4u) * p.n4 + ob];
+        let w1 = in1[ow + (c * 4u + 1u) * p.n4 + ob];
+        let w2 = in1[ow + (c * 4u + 2u) * p.n4 + ob];
+        let w3 = in1[ow + (c * 4u + 3u) * p.n4 + ob];
+        let d0 = in0[oy + r0 * p.n4 + ob];
+        let d1 = in0[oy + r1 * p.n4 + ob];
+        let d2 = in0[oy + r2 * p.n4 + ob];
+        let d3 = in0[oy + r3 * p.n4 + ob];
         a0 = a0 + vec4<f32>(dot(d0, w0), dot(d0, w1), dot(d0, w2), dot(d0, w3));
         a1 = a1 + vec4<f32>(dot(d1, w0), dot(d1, w1), dot(d1, w2), dot(d1, w3));
         a2 = a2 + vec4<f32>(dot(d2, w0), dot(d2, w1), dot(d2, w2), dot(d2, w3));
@@ -114,7 +128,7 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var j = 0u; j < 4u; j = j + 1u) {
         let r = r0 + j;
         if (r < p.rows) {
-            let i = r * p.k4 + c;
+            let i = ox + r * p.k4 + c;
             var dx = acc[j];
             if (RESIDUAL) {
                 dx = dx + in2[i];
@@ -136,6 +150,10 @@ fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (c >= p.n4 || kb >= p.k4) {
         return;
     }
+    let ox = gid.z * p.sx;
+    let oy = gid.z * p.sy;
+    let ow = gid.z * p.sw;
+    let ob = gid.z * p.sb;
     var g0 = vec4<f32>(0.0);
     var g1 = vec4<f32>(0.0);
     var g2 = vec4<f32>(0.0);
@@ -145,14 +163,14 @@ fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     var r = 0u;
     // Four rows per trip: 8 loads, 64 multiply-adds.
     for (; r < rows4; r = r + 4u) {
-        let x0 = in0[r * p.k4 + kb];
-        let x1 = in0[(r + 1u) * p.k4 + kb];
-        let x2 = in0[(r + 2u) * p.k4 + kb];
-        let x3 = in0[(r + 3u) * p.k4 + kb];
-        let d0 = in1[r * p.n4 + c];
-        let d1 = in1[(r + 1u) * p.n4 + c];
-        let d2 = in1[(r + 2u) * p.n4 + c];
-        let d3 = in1[(r + 3u) * p.n4 + c];
+        let x0 = in0[ox + r * p.k4 + kb];
+        let x1 = in0[ox + (r + 1u) * p.k4 + kb];
+        let x2 = in0[ox + (r + 2u) * p.k4 + kb];
+        let x3 = in0[ox + (r + 3u) * p.k4 + kb];
+        let d0 = in1[oy + r * p.n4 + c];
+        let d1 = in1[oy + (r + 1u) * p.n4 + c];
+        let d2 = in1[oy + (r + 2u) * p.n4 + c];
+        let d3 = in1[oy + (r + 3u) * p.n4 + c];
         g0 = g0 + x0.x * d0 + x1.x * d1 + x2.x * d2 + x3.x * d3;
         g1 = g1 + x0.y * d0 + x1.y * d1 + x2.y * d2 + x3.y * d3;
         g2 = g2 + x0.z * d0 + x1.z * d1 + x2.z * d2 + x3.z * d3;
@@ -160,8 +178,8 @@ fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
         gb = gb + d0 + d1 + d2 + d3;
     }
     for (; r < p.rows; r = r + 1u) {
-        let x0 = in0[r * p.k4 + kb];
-        let d0 = in1[r * p.n4 + c];
+        let x0 = in0[ox + r * p.k4 + kb];
+        let d0 = in1[oy + r * p.n4 + c];
         g0 = g0 + x0.x * d0;
         g1 = g1 + x0.y * d0;
         g2 = g2 + x0.z * d0;
@@ -170,9 +188,13 @@ fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var g = array<vec4<f32>, 4>(g0, g1, g2, g3);
     for (var j = 0u; j < 4u; j = j + 1u) {
-        let i = (kb * 4u + j) * p.n4 + c;
+        let i = ow + (kb * 4u + j) * p.n4 + c;
+        var v = mask_cols(g[j], c, p.n);
+        if (L2_ON) {
+            v = v + p.l2 * in2[i];
+        }
         // Rows past k are padding of W: their gradient stays zero.
-        var v = select(vec4<f32>(0.0), mask_cols(g[j], c, p.n), kb * 4u + j < p.k);
+        v = select(vec4<f32>(0.0), v, kb * 4u + j < p.k);
         if (ACCUM) {
             v = v + out0[i];
         }
@@ -181,8 +203,8 @@ fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (kb == 0u) {
         var b = mask_cols(gb, c, p.n);
         if (ACCUM) {
-            b = b + out1[c];
+            b = b + out1[ob + c];
         }
-        out1[c] = b;
+        out1[ob + c] = b;
     }
 }

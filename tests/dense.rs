@@ -9,7 +9,14 @@ use gkl_gpu::kernels::layout::{pack, pack_weight, pad4, unpack};
 use gkl_gpu::kernels::Activation;
 use gkl_gpu::runtime::GpuTensor;
 
-const SHAPES: [(usize, usize, usize); 6] = [(1, 1, 1), (3, 2, 5), (37, 5, 13), (130, 33, 7), (257, 64, 128), (64, 128, 64)];
+const SHAPES: [(usize, usize, usize); 6] = [
+    (1, 1, 1),
+    (3, 2, 5),
+    (37, 5, 13),
+    (130, 33, 7),
+    (257, 64, 128),
+    (64, 128, 64),
+];
 
 struct Case {
     x: Vec<f64>,
@@ -47,18 +54,48 @@ fn forward_matches_cpu_for_every_activation_and_shape() {
                 let a = ctx.tensor_zeros("a", rows * pad4(n)).unwrap();
                 let shape = DenseParams::new(rows, k, n);
                 let pbuf = ctx.uniform("p", &shape);
-                let d = dense::forward(ctx, &pbuf, shape, act, &x, &w, &b, residual.then_some(&r), Some(&z), &a).unwrap();
+                let d = dense::forward(
+                    ctx,
+                    &pbuf,
+                    shape,
+                    act,
+                    &x,
+                    &w,
+                    &b,
+                    residual.then_some(&r),
+                    Some(&z),
+                    &a,
+                )
+                .unwrap();
                 ctx.run(&[&d]).unwrap();
-                let (zc, ac) = cpu::forward(&c.x, &c.w, &c.b, residual.then_some(&c.r[..]), rows, k, n, act);
+                let (zc, ac) = cpu::forward(
+                    &c.x,
+                    &c.w,
+                    &c.b,
+                    residual.then_some(&c.r[..]),
+                    rows,
+                    k,
+                    n,
+                    act,
+                );
                 let what = format!("forward {act:?} residual={residual} {rows}x{k}x{n}");
                 let a_gpu = ctx.read::<f32>(&a).unwrap();
                 assert_close(&what, &unpack(&a_gpu, rows, n), &ac, 1e-4, 1e-4);
                 // Padding columns stay exactly zero, so the next layer can read whole vec4s.
                 for row in a_gpu.chunks(pad4(n)) {
-                    assert!(row[n..].iter().all(|&v| v == 0.0), "{what}: padding not zero");
+                    assert!(
+                        row[n..].iter().all(|&v| v == 0.0),
+                        "{what}: padding not zero"
+                    );
                 }
                 if act != Activation::Identity {
-                    assert_close(&what, &unpack(&ctx.read::<f32>(&z).unwrap(), rows, n), &zc, 1e-4, 1e-4);
+                    assert_close(
+                        &what,
+                        &unpack(&ctx.read::<f32>(&z).unwrap(), rows, n),
+                        &zc,
+                        1e-4,
+                        1e-4,
+                    );
                 }
             }
         }
@@ -98,9 +135,21 @@ fn backward_input_matches_cpu_with_residual_and_fused_activation() {
                 ctx.run(&[&d]).unwrap();
                 let want = cpu::backward_input(&dz, &c.w, residual.then_some(&rg[..]), rows, k, n);
                 let what = format!("backward_input {act:?} residual={residual} {rows}x{k}x{n}");
-                assert_close(&what, &unpack(&ctx.read::<f32>(&dx).unwrap(), rows, k), &want, 1e-4, 1e-4);
+                assert_close(
+                    &what,
+                    &unpack(&ctx.read::<f32>(&dx).unwrap(), rows, k),
+                    &want,
+                    1e-4,
+                    1e-4,
+                );
                 let want_p = cpu::act_backward(&want, &zp, act);
-                assert_close(&what, &unpack(&ctx.read::<f32>(&dzp).unwrap(), rows, k), &want_p, 1e-4, 1e-4);
+                assert_close(
+                    &what,
+                    &unpack(&ctx.read::<f32>(&dzp).unwrap(), rows, k),
+                    &want_p,
+                    1e-4,
+                    1e-4,
+                );
             }
         }
     }
@@ -118,19 +167,36 @@ fn backward_weight_matches_cpu_and_accumulates() {
         let dz_t = up("dz", pack(&dz, rows, n));
         let dw = ctx.tensor_zeros("dw", pad4(k) * pad4(n)).unwrap();
         let db = ctx.tensor_zeros("db", pad4(n)).unwrap();
-        let d = dense::backward_weight(ctx, &pbuf, shape, &x, &dz_t, &dw, &db, false).unwrap();
+        let d =
+            dense::backward_weight(ctx, &pbuf, shape, &x, &dz_t, &dw, &db, false, None).unwrap();
         ctx.run(&[&d]).unwrap();
         let (dw_c, db_c) = cpu::backward_weight(&c.x, &dz, rows, k, n);
         let what = format!("backward_weight {rows}x{k}x{n}");
         let dw_g = ctx.read::<f32>(&dw).unwrap();
         assert_close(&what, &unpack(&dw_g, k, n), &dw_c, 1e-3, 1e-4);
-        assert!(dw_g[k * pad4(n)..].iter().all(|&v| v == 0.0), "{what}: padded rows of dW not zero");
-        assert_close(&what, &unpack(&ctx.read::<f32>(&db).unwrap(), 1, n), &db_c, 1e-3, 1e-4);
+        assert!(
+            dw_g[k * pad4(n)..].iter().all(|&v| v == 0.0),
+            "{what}: padded rows of dW not zero"
+        );
+        assert_close(
+            &what,
+            &unpack(&ctx.read::<f32>(&db).unwrap(), 1, n),
+            &db_c,
+            1e-3,
+            1e-4,
+        );
         // Accumulate mode adds a second copy on top.
-        let d2 = dense::backward_weight(ctx, &pbuf, shape, &x, &dz_t, &dw, &db, true).unwrap();
+        let d2 =
+            dense::backward_weight(ctx, &pbuf, shape, &x, &dz_t, &dw, &db, true, None).unwrap();
         ctx.run(&[&d2]).unwrap();
         let twice: Vec<f64> = dw_c.iter().map(|v| 2.0 * v).collect();
-        assert_close(&what, &unpack(&ctx.read::<f32>(&dw).unwrap(), k, n), &twice, 2e-3, 1e-4);
+        assert_close(
+            &what,
+            &unpack(&ctx.read::<f32>(&dw).unwrap(), k, n),
+            &twice,
+            2e-3,
+            1e-4,
+        );
     }
 }
 

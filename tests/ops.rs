@@ -13,24 +13,53 @@ use gkl_gpu::runtime::{Bind, GpuError};
 #[test]
 fn reductions_match_cpu_on_ragged_sizes() {
     let ctx = ctx();
-    for &(rows, cols, stride) in &[(1usize, 1usize, 1usize), (255, 3, 3), (257, 7, 9), (1000, 2, 2), (5003, 5, 8)] {
+    for &(rows, cols, stride) in &[
+        (1usize, 1usize, 1usize),
+        (255, 3, 3),
+        (257, 7, 9),
+        (1000, 2, 2),
+        (5003, 5, 8),
+    ] {
         let mut g = rng(rows as u64);
         // Large offsets make a naive exp-sum overflow; log-sum-exp must not.
-        let x: Vec<f64> = randn(&mut g, rows * stride, 3.0).iter().map(|v| v + 60.0).collect();
-        let xt = ctx.tensor_from("x", &x.iter().map(|&v| v as f32).collect::<Vec<_>>()).unwrap();
+        let x: Vec<f64> = randn(&mut g, rows * stride, 3.0)
+            .iter()
+            .map(|v| v + 60.0)
+            .collect();
+        let xt = ctx
+            .tensor_from("x", &x.iter().map(|&v| v as f32).collect::<Vec<_>>())
+            .unwrap();
         for op in ReduceOp::ALL {
             let out = ctx.tensor_zeros("out", cols).unwrap();
-            let p = ctx.uniform("p", &ReduceParams { rows: rows as u32, cols: cols as u32, stride: stride as u32, _pad: 0 });
+            let p = ctx.uniform(
+                "p",
+                &ReduceParams {
+                    rows: rows as u32,
+                    cols: cols as u32,
+                    stride: stride as u32,
+                    _pad: 0,
+                },
+            );
             let d = reduce::reduce_cols(ctx, &p, cols, op, false, &xt, &out).unwrap();
             ctx.run(&[&d]).unwrap();
-            let got: Vec<f64> = ctx.read::<f32>(&out).unwrap().iter().map(|&v| v as f64).collect();
+            let got: Vec<f64> = ctx
+                .read::<f32>(&out)
+                .unwrap()
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
             let xf: Vec<f64> = x.iter().map(|&v| v as f32 as f64).collect();
             let want = reduce::cpu::reduce_cols(&xf, rows, cols, stride, op);
             assert_close(&format!("{op:?} {rows}x{cols}"), &got, &want, 1e-3, 1e-5);
             // Accumulating mode adds onto what is there.
             let d2 = reduce::reduce_cols(ctx, &p, cols, op, true, &xt, &out).unwrap();
             ctx.run(&[&d2]).unwrap();
-            let got2: Vec<f64> = ctx.read::<f32>(&out).unwrap().iter().map(|&v| v as f64).collect();
+            let got2: Vec<f64> = ctx
+                .read::<f32>(&out)
+                .unwrap()
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
             let want2: Vec<f64> = want.iter().map(|v| 2.0 * v).collect();
             assert_close(&format!("{op:?} accumulate"), &got2, &want2, 2e-3, 1e-5);
         }
@@ -55,8 +84,18 @@ fn elementwise_activations_match_cpu() {
         ctx.run(&[&d1, &d2]).unwrap();
         let want_y: Vec<f64> = x.iter().map(|&v| act.f(v)).collect();
         let want_dx: Vec<f64> = x.iter().zip(&dy).map(|(&v, &g)| g * act.df(v)).collect();
-        let got_y: Vec<f64> = ctx.read::<f32>(&y).unwrap().iter().map(|&v| v as f64).collect();
-        let got_dx: Vec<f64> = ctx.read::<f32>(&dx).unwrap().iter().map(|&v| v as f64).collect();
+        let got_y: Vec<f64> = ctx
+            .read::<f32>(&y)
+            .unwrap()
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
+        let got_dx: Vec<f64> = ctx
+            .read::<f32>(&dx)
+            .unwrap()
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
         assert_close(&format!("{act:?} forward"), &got_y, &want_y, 1e-5, 1e-4);
         assert_close(&format!("{act:?} backward"), &got_dx, &want_dx, 1e-5, 1e-4);
     }
@@ -69,7 +108,11 @@ fn activation_derivatives_match_finite_differences() {
             let x = -5.0 + 10.0 * (i as f64 + 0.37) / 200.0;
             let h = 1e-6;
             let fd = (act.f(x + h) - act.f(x - h)) / (2.0 * h);
-            assert!((fd - act.df(x)).abs() < 1e-6, "{act:?}'({x}) = {} but finite difference {fd}", act.df(x));
+            assert!(
+                (fd - act.df(x)).abs() < 1e-6,
+                "{act:?}'({x}) = {} but finite difference {fd}",
+                act.df(x)
+            );
         }
     }
 }
@@ -79,24 +122,54 @@ fn adam_matches_cpu_with_clipping_and_weight_decay() {
     let ctx = ctx();
     let n = 1036; // padded arena: a multiple of 4, not of the workgroup size
     for (config, grad_scale) in [
-        (AdamConfig { lr: 1e-2, weight_decay: 0.0, max_norm: 0.0, ..Default::default() }, 1.0),
-        (AdamConfig { lr: 1e-2, weight_decay: 0.1, max_norm: 1.0, ..Default::default() }, 10.0),
+        (
+            AdamConfig {
+                lr: 1e-2,
+                weight_decay: 0.0,
+                max_norm: 0.0,
+                ..Default::default()
+            },
+            1.0,
+        ),
+        (
+            AdamConfig {
+                lr: 1e-2,
+                weight_decay: 0.1,
+                max_norm: 1.0,
+                ..Default::default()
+            },
+            10.0,
+        ),
     ] {
         let mut theta = randn(&mut rng(5), n, 1.0);
-        let tt = ctx.tensor_from("theta", &theta.iter().map(|&v| v as f32).collect::<Vec<_>>()).unwrap();
+        let tt = ctx
+            .tensor_from(
+                "theta",
+                &theta.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+            )
+            .unwrap();
         let gt = ctx.tensor_zeros("grad", n).unwrap();
         let adam = Adam::new(ctx, config, &tt, &gt).unwrap();
         let mut cpu = AdamCpu::new(n);
         for step in 0..5 {
             let grad = randn(&mut rng(10 + step), n, grad_scale);
-            ctx.write(&gt, 0, &grad.iter().map(|&v| v as f32).collect::<Vec<_>>()).unwrap();
+            ctx.write(&gt, 0, &grad.iter().map(|&v| v as f32).collect::<Vec<_>>())
+                .unwrap();
             ctx.run(&adam.dispatches()).unwrap();
             let norm = cpu.step(&config, &mut theta, &grad);
             let (s, gnorm) = adam.last_step(ctx).unwrap();
             assert_eq!(s as u64, step + 1);
-            assert!((gnorm as f64 - norm).abs() < 1e-3 * norm, "grad norm {gnorm} vs {norm}");
+            assert!(
+                (gnorm as f64 - norm).abs() < 1e-3 * norm,
+                "grad norm {gnorm} vs {norm}"
+            );
         }
-        let got: Vec<f64> = ctx.read::<f32>(&tt).unwrap().iter().map(|&v| v as f64).collect();
+        let got: Vec<f64> = ctx
+            .read::<f32>(&tt)
+            .unwrap()
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
         assert_close(&format!("adam {config:?}"), &got, &theta, 1e-5, 1e-4);
     }
 }
@@ -104,13 +177,19 @@ fn adam_matches_cpu_with_clipping_and_weight_decay() {
 #[test]
 fn philox_known_answers() {
     // Known-answer vectors of Philox4x32-10 (Random123).
-    assert_eq!(philox4x32([0, 0, 0, 0], [0, 0]), [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]);
+    assert_eq!(
+        philox4x32([0, 0, 0, 0], [0, 0]),
+        [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]
+    );
     assert_eq!(
         philox4x32([u32::MAX; 4], [u32::MAX; 2]),
         [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]
     );
     assert_eq!(
-        philox4x32([0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0]),
+        philox4x32(
+            [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
+            [0xa4093822, 0x299f31d0]
+        ),
         [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
     );
 }
@@ -119,7 +198,11 @@ fn philox_known_answers() {
 fn philox_gpu_and_cpu_give_the_same_bits_and_sane_draws() {
     let ctx = ctx();
     let n = 100_003;
-    let s = RngStream { seed: 0x1234_5678_9abc_def0, offset: (7u64 << 32) | 3, stream: 11 };
+    let s = RngStream {
+        seed: 0x1234_5678_9abc_def0,
+        offset: (7u64 << 32) | 3,
+        stream: 11,
+    };
     let p = ctx.uniform("p", &RngParams::new(n, &s));
     let out = ctx.tensor_zeros("out", n).unwrap();
     for mode in [RngMode::Bits, RngMode::Uniform, RngMode::Normal] {
@@ -143,8 +226,12 @@ fn philox_gpu_and_cpu_give_the_same_bits_and_sane_draws() {
                 assert_close("normals", &z, &want, 1e-4, 1e-4);
                 let mean = z.iter().sum::<f64>() / n as f64;
                 let var = z.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
-                let kurt = z.iter().map(|v| (v - mean).powi(4)).sum::<f64>() / n as f64 / (var * var);
-                assert!(mean.abs() < 0.02 && (var - 1.0).abs() < 0.02 && (kurt - 3.0).abs() < 0.1, "normal moments {mean} {var} {kurt}");
+                let kurt =
+                    z.iter().map(|v| (v - mean).powi(4)).sum::<f64>() / n as f64 / (var * var);
+                assert!(
+                    mean.abs() < 0.02 && (var - 1.0).abs() < 0.02 && (kurt - 3.0).abs() < 0.1,
+                    "normal moments {mean} {var} {kurt}"
+                );
             }
         }
     }
@@ -159,7 +246,13 @@ fn wgpu_validation_errors_are_typed_errors_with_the_description() {
     let u = ctx.uniform("u", &[0u32; 4]);
     // A uniform buffer where the layout wants storage: wgpu's validator must refuse, and we must say why.
     let err = ctx
-        .dispatch("reduce", "reduce_cols", &[], &[Bind::U(&u), Bind::U(&u), Bind::T(&t)], [1, 1, 1])
+        .dispatch(
+            "reduce",
+            "reduce_cols",
+            &[],
+            &[Bind::U(&u), Bind::U(&u), Bind::T(&t)],
+            [1, 1, 1],
+        )
         .err()
         .expect("binding a uniform buffer to a storage slot must fail");
     match err {
@@ -167,7 +260,13 @@ fn wgpu_validation_errors_are_typed_errors_with_the_description() {
         other => panic!("expected a validation error, got {other}"),
     }
     // Reading past the end is refused before touching the device.
-    assert!(matches!(ctx.read_range::<f32>(&t, 10, 10), Err(GpuError::InvalidArgument(_))));
+    assert!(matches!(
+        ctx.read_range::<f32>(&t, 10, 10),
+        Err(GpuError::InvalidArgument(_))
+    ));
     // An unknown shader is a typed error too.
-    assert!(matches!(ctx.pipeline("nope", "main", &[]), Err(GpuError::UnknownShader(_))));
+    assert!(matches!(
+        ctx.pipeline("nope", "main", &[]),
+        Err(GpuError::UnknownShader(_))
+    ));
 }

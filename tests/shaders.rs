@@ -5,10 +5,14 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 fn validate(name: &str, src: &str) -> Result<naga::valid::ModuleInfo, String> {
-    let module = naga::front::wgsl::parse_str(src).map_err(|e| format!("{name}: {}", e.emit_to_string(src)))?;
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
-        .validate(&module)
-        .map_err(|e| format!("{name}: {}", e.emit_to_string(src)))
+    let module = naga::front::wgsl::parse_str(src)
+        .map_err(|e| format!("{name}: {}", e.emit_to_string(src)))?;
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .map_err(|e| format!("{name}: {}", e.emit_to_string(src)))
 }
 
 #[test]
@@ -31,7 +35,10 @@ fn every_file_under_shaders_is_registered_and_library_files_validate() {
         }
     }
     let registered: BTreeSet<String> = SHADERS.iter().map(|d| d.name.to_string()).collect();
-    assert_eq!(on_disk, registered, "shaders/*.wgsl and runtime::pipeline::SHADERS disagree");
+    assert_eq!(
+        on_disk, registered,
+        "shaders/*.wgsl and runtime::pipeline::SHADERS disagree"
+    );
     for entry in std::fs::read_dir(dir.join("lib")).unwrap() {
         let p = entry.unwrap().path();
         let src = std::fs::read_to_string(&p).unwrap();
@@ -51,7 +58,11 @@ fn binding_count_matches_the_declared_layout() {
             .collect();
         bindings.sort();
         let expect: Vec<u32> = (0..def.slots.len() as u32).collect();
-        assert_eq!(bindings, expect, "shader {}: bindings vs declared slots", def.name);
+        assert_eq!(
+            bindings, expect,
+            "shader {}: bindings vs declared slots",
+            def.name
+        );
     }
 }
 

@@ -82,19 +82,40 @@ pub fn dense_row(ctx: &GpuContext, batch: usize, width: usize, min_s: f64) -> Gp
     let shape = DenseParams::new(batch, k, n);
     let p = ctx.uniform("p", &shape);
     let d = [
-        dense::forward(ctx, &p, shape, Activation::Relu, &xt, &wt, &bt, None, Some(&z), &a)?,
+        dense::forward(
+            ctx,
+            &p,
+            shape,
+            Activation::Relu,
+            &xt,
+            &wt,
+            &bt,
+            None,
+            Some(&z),
+            &a,
+        )?,
         // Upstream gradient = the activations themselves: same work as any other gradient.
         dense::backward_input(ctx, &p, shape, &a, &wt, None, None, &dx)?,
-        dense::backward_weight(ctx, &p, shape, &xt, &a, &dw, &db, false)?,
+        dense::backward_weight(ctx, &p, shape, &xt, &a, &dw, &db, false, None)?,
     ];
     let refs: Vec<&Dispatch> = d.iter().collect();
     let flops = 6.0 * (batch * k * n) as f64;
-    let gpu = rate(min_s, 3, || ctx.run(&refs).expect("dense bench submit"), || ctx.wait().expect("wait"));
+    let gpu = rate(
+        min_s,
+        3,
+        || ctx.run(&refs).expect("dense bench submit"),
+        || ctx.wait().expect("wait"),
+    );
     let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
     let wf: Vec<f32> = w.iter().map(|&v| v as f32).collect();
     let bf: Vec<f32> = b.iter().map(|&v| v as f32).collect();
     let mut s = DenseScratch::new(batch, k, n);
-    let cpu = rate(min_s, 3, || dense_fwd_bwd(&xf, &wf, &bf, batch, k, n, &mut s), || {});
+    let cpu = rate(
+        min_s,
+        3,
+        || dense_fwd_bwd(&xf, &wf, &bf, batch, k, n, &mut s),
+        || {},
+    );
     Ok(DenseRow {
         batch,
         width,
@@ -106,21 +127,41 @@ pub fn dense_row(ctx: &GpuContext, batch: usize, width: usize, min_s: f64) -> Gp
 
 /// A full training step of the residual MLP (2 blocks, ReLU, 8 → width → 8, MSE, Adam).
 pub fn mlp_row(ctx: &GpuContext, batch: usize, width: usize, min_s: f64) -> GpuResult<MlpRow> {
-    let cfg = MlpConfig { in_dim: 8, out_dim: 8, hidden: width, blocks: 2, act: Activation::Relu };
+    let cfg = MlpConfig {
+        in_dim: 8,
+        out_dim: 8,
+        hidden: width,
+        blocks: 2,
+        act: Activation::Relu,
+        residual: true,
+    };
     let mut rng = StdRng::seed_from_u64(2);
     let weights = MlpWeights::init(&cfg, &mut rng);
-    let adam = AdamConfig { lr: 1e-4, ..Default::default() };
+    let adam = AdamConfig {
+        lr: 1e-4,
+        ..Default::default()
+    };
     let reg = Regressor::new(ctx, cfg.clone(), &weights, batch, adam)?;
     let x = rand_vec(&mut rng, batch * 8, 1.0);
     let y = rand_vec(&mut rng, batch * 8, 1.0);
     // Includes uploading the batch, as a real training step does.
-    let gpu = rate(min_s, 3, || reg.step(&x, &y).expect("mlp bench step"), || ctx.wait().expect("wait"));
+    let gpu = rate(
+        min_s,
+        3,
+        || reg.step(&x, &y).expect("mlp bench step"),
+        || ctx.wait().expect("wait"),
+    );
     let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
     let yf: Vec<f32> = y.iter().map(|&v| v as f32).collect();
     let mut cpu_t = CpuMlpTrainer::new(&cfg, &weights, batch);
-    let cpu = rate(min_s, 3, || {
-        cpu_t.step(&xf, &yf, 1e-4);
-    }, || {});
+    let cpu = rate(
+        min_s,
+        3,
+        || {
+            cpu_t.step(&xf, &yf, 1e-4);
+        },
+        || {},
+    );
     let flops = 3.0 * cfg.flops_per_row() * batch as f64;
     Ok(MlpRow {
         batch,
@@ -134,7 +175,13 @@ pub fn mlp_row(ctx: &GpuContext, batch: usize, width: usize, min_s: f64) -> GpuR
     })
 }
 
-pub fn run(ctx: &GpuContext, batches: &[usize], widths: &[usize], min_s: f64, mut progress: impl FnMut(&str)) -> GpuResult<KernelBenchReport> {
+pub fn run(
+    ctx: &GpuContext,
+    batches: &[usize],
+    widths: &[usize],
+    min_s: f64,
+    mut progress: impl FnMut(&str),
+) -> GpuResult<KernelBenchReport> {
     let mut dense = vec![];
     let mut mlp = vec![];
     for &w in widths {
@@ -145,23 +192,37 @@ pub fn run(ctx: &GpuContext, batches: &[usize], widths: &[usize], min_s: f64, mu
             mlp.push(mlp_row(ctx, b, w, min_s)?);
         }
     }
-    Ok(KernelBenchReport { adapter: ctx.summary().one_line(), dense, mlp })
+    Ok(KernelBenchReport {
+        adapter: ctx.summary().one_line(),
+        dense,
+        mlp,
+    })
 }
 
 impl KernelBenchReport {
     pub fn table(&self) -> String {
         let mut s = format!("adapter: {}\n\n", self.adapter);
         s += "dense layer forward+backward (ReLU), GFLOP/s\n";
-        s += "| batch | width | GPU GFLOP/s | CPU GFLOP/s | GPU/CPU |\n|---:|---:|---:|---:|---:|\n";
+        s +=
+            "| batch | width | GPU GFLOP/s | CPU GFLOP/s | GPU/CPU |\n|---:|---:|---:|---:|---:|\n";
         for r in &self.dense {
-            s += &format!("| {} | {} | {:.2} | {:.2} | {:.2} |\n", r.batch, r.width, r.gpu_gflops, r.cpu_gflops, r.gpu_over_cpu);
+            s += &format!(
+                "| {} | {} | {:.2} | {:.2} | {:.2} |\n",
+                r.batch, r.width, r.gpu_gflops, r.cpu_gflops, r.gpu_over_cpu
+            );
         }
         s += "\nresidual MLP training step (8 → width → 8, 2 blocks, MSE, Adam)\n";
         s += "| batch | width | GPU steps/s | CPU steps/s | GPU pairs/s | GPU GFLOP/s | GPU/CPU |\n|---:|---:|---:|---:|---:|---:|---:|\n";
         for r in &self.mlp {
             s += &format!(
                 "| {} | {} | {:.1} | {:.1} | {:.0} | {:.2} | {:.2} |\n",
-                r.batch, r.width, r.gpu_steps_per_s, r.cpu_steps_per_s, r.gpu_pairs_per_s, r.gpu_gflops, r.gpu_over_cpu
+                r.batch,
+                r.width,
+                r.gpu_steps_per_s,
+                r.cpu_steps_per_s,
+                r.gpu_pairs_per_s,
+                r.gpu_gflops,
+                r.gpu_over_cpu
             );
         }
         s

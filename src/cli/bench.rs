@@ -32,9 +32,16 @@ enum BenchWhat {
 
 pub fn run(gpu: &GpuArgs, args: BenchArgs) -> Result<()> {
     match args.what {
-        BenchWhat::Kernels { batches, widths, seconds, json } => {
+        BenchWhat::Kernels {
+            batches,
+            widths,
+            seconds,
+            json,
+        } => {
             let ctx = gpu.context()?;
-            let report = kernels::run(&ctx, &batches, &widths, seconds, |m| eprintln!("timing {m}"))?;
+            let report = kernels::run(&ctx, &batches, &widths, seconds, |m| {
+                eprintln!("timing {m}")
+            })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -16,10 +16,13 @@ pub struct InfoArgs {
 pub fn run(gpu: &GpuArgs, args: InfoArgs) -> Result<()> {
     let opts = gpu.options()?;
     // List everything the build can see, whatever the filter, so a user can pick.
-    let all: Vec<AdapterSummary> = list_adapters(&AdapterOptions { backend: opts.backend, ..Default::default() })
-        .iter()
-        .map(|a| AdapterSummary::from_info(&a.get_info()))
-        .collect();
+    let all: Vec<AdapterSummary> = list_adapters(&AdapterOptions {
+        backend: opts.backend,
+        ..Default::default()
+    })
+    .iter()
+    .map(|a| AdapterSummary::from_info(&a.get_info()))
+    .collect();
     let chosen = GpuContext::new(&opts);
     if args.json {
         let chosen_json = match &chosen {
@@ -31,7 +34,10 @@ pub fn run(gpu: &GpuArgs, args: InfoArgs) -> Result<()> {
             }),
             Err(e) => json!({ "error": e.to_string() }),
         };
-        println!("{}", serde_json::to_string_pretty(&json!({ "adapters": all, "chosen": chosen_json }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "adapters": all, "chosen": chosen_json }))?
+        );
     } else {
         println!("adapters found ({}):", all.len());
         for a in &all {

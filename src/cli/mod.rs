@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use gkl_gpu::runtime::{AdapterOptions, BackendChoice, GpuContext};
 
 #[derive(Parser)]
-#[command(name = "gkl-gpu", version, about = "Simulation-based inference with the generalized KL divergence, on the GPU")]
+#[command(
+    name = "gkl-gpu",
+    version,
+    about = "Simulation-based inference with the generalized KL divergence, on the GPU"
+)]
 struct Cli {
     #[command(flatten)]
     gpu: GpuArgs,

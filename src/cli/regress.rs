@@ -36,14 +36,35 @@ pub struct RegressArgs {
 
 pub fn run(gpu: &GpuArgs, a: RegressArgs) -> Result<()> {
     if a.batch_size == 0 || a.train_size < a.batch_size {
-        bail!("--train-size ({}) must be at least --batch-size ({}) and both positive", a.train_size, a.batch_size);
+        bail!(
+            "--train-size ({}) must be at least --batch-size ({}) and both positive",
+            a.train_size,
+            a.batch_size
+        );
     }
     let ctx = gpu.context()?;
-    let cfg = MlpConfig { in_dim: 2, out_dim: 1, hidden: a.hidden, blocks: a.blocks, act: a.activation };
-    let adam = AdamConfig { lr: a.lr, ..Default::default() };
-    let r = run_regression(&ctx, cfg, a.batch_size, a.train_size, a.epochs, adam, a.seed, |e, l| {
-        eprintln!("epoch {:>3}  train mse {l:.5}", e + 1)
-    })?;
+    let cfg = MlpConfig {
+        in_dim: 2,
+        out_dim: 1,
+        hidden: a.hidden,
+        blocks: a.blocks,
+        act: a.activation,
+        residual: true,
+    };
+    let adam = AdamConfig {
+        lr: a.lr,
+        ..Default::default()
+    };
+    let r = run_regression(
+        &ctx,
+        cfg,
+        a.batch_size,
+        a.train_size,
+        a.epochs,
+        adam,
+        a.seed,
+        |e, l| eprintln!("epoch {:>3}  train mse {l:.5}", e + 1),
+    )?;
     if a.json {
         println!(
             "{}",

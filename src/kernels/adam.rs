@@ -18,7 +18,14 @@ pub struct AdamConfig {
 
 impl Default for AdamConfig {
     fn default() -> Self {
-        AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, max_norm: 5.0 }
+        AdamConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            max_norm: 5.0,
+        }
     }
 }
 
@@ -65,18 +72,47 @@ pub struct Adam {
 const WG: u32 = 256;
 
 impl Adam {
-    pub fn new(ctx: &GpuContext, config: AdamConfig, theta: &GpuTensor, grad: &GpuTensor) -> GpuResult<Self> {
-        assert_eq!(theta.len % 4, 0, "parameter arena must be padded to a multiple of 4");
+    pub fn new(
+        ctx: &GpuContext,
+        config: AdamConfig,
+        theta: &GpuTensor,
+        grad: &GpuTensor,
+    ) -> GpuResult<Self> {
+        assert_eq!(
+            theta.len % 4,
+            0,
+            "parameter arena must be padded to a multiple of 4"
+        );
         assert_eq!(theta.len, grad.len);
         let params_buf = ctx.uniform("adam-params", &AdamParams::new(theta.len, &config));
         let m = ctx.tensor_zeros("adam-m", theta.len)?;
         let v = ctx.tensor_zeros("adam-v", theta.len)?;
         let state = ctx.tensor_zeros("adam-state", 4)?;
-        let binds = [Bind::U(&params_buf), Bind::T(theta), Bind::T(grad), Bind::T(&m), Bind::T(&v), Bind::T(&state)];
+        let binds = [
+            Bind::U(&params_buf),
+            Bind::T(theta),
+            Bind::T(grad),
+            Bind::T(&m),
+            Bind::T(&v),
+            Bind::T(&state),
+        ];
         let norm_dispatch = ctx.dispatch("adam", "grad_norm", &[], &binds, [1, 1, 1])?;
-        let step_dispatch =
-            ctx.dispatch("adam", "adam_step", &[("WG", WG as f64)], &binds, groups_1d(theta.len / 4, WG))?;
-        Ok(Adam { config, params_buf, m, v, state, norm_dispatch, step_dispatch })
+        let step_dispatch = ctx.dispatch(
+            "adam",
+            "adam_step",
+            &[("WG", WG as f64)],
+            &binds,
+            groups_1d(theta.len / 4, WG),
+        )?;
+        Ok(Adam {
+            config,
+            params_buf,
+            m,
+            v,
+            state,
+            norm_dispatch,
+            step_dispatch,
+        })
     }
 
     /// The two launches of one optimizer step, to be encoded after the backward pass.
@@ -110,13 +146,21 @@ pub mod cpu {
 
     impl AdamCpu {
         pub fn new(n: usize) -> Self {
-            AdamCpu { m: vec![0.0; n], v: vec![0.0; n], step: 0 }
+            AdamCpu {
+                m: vec![0.0; n],
+                v: vec![0.0; n],
+                step: 0,
+            }
         }
 
         /// One step; returns the gradient norm before clipping.
         pub fn step(&mut self, c: &AdamConfig, theta: &mut [f64], grad: &[f64]) -> f64 {
             let norm = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
-            let scale = if c.max_norm > 0.0 { (c.max_norm as f64 / (norm + 1e-6)).min(1.0) } else { 1.0 };
+            let scale = if c.max_norm > 0.0 {
+                (c.max_norm as f64 / (norm + 1e-6)).min(1.0)
+            } else {
+                1.0
+            };
             self.step += 1;
             let t = self.step as i32;
             let (b1, b2) = (c.beta1 as f64, c.beta2 as f64);

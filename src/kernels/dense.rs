@@ -18,10 +18,18 @@ pub struct DenseParams {
     pub n: u32,
     pub k4: u32,
     pub n4: u32,
-    pub _pad: [u32; 3],
+    /// Per-model strides, in floats /4 (vec4 units): input side, output side, W, b.
+    pub sx: u32,
+    pub sy: u32,
+    pub sw: u32,
+    pub sb: u32,
+    pub l2: f32,
+    pub models: u32,
+    pub _pad: u32,
 }
 
 impl DenseParams {
+    /// One model: X [rows, k] → Y [rows, n].
     pub fn new(rows: usize, k: usize, n: usize) -> Self {
         DenseParams {
             rows: rows as u32,
@@ -29,8 +37,35 @@ impl DenseParams {
             n: n as u32,
             k4: (pad4(k) / 4) as u32,
             n4: (pad4(n) / 4) as u32,
-            _pad: [0; 3],
+            sx: 0,
+            sy: 0,
+            sw: 0,
+            sb: 0,
+            l2: 0.0,
+            models: 1,
+            _pad: 0,
         }
+    }
+
+    /// `models` independent layers in one launch: activations packed model after model
+    /// ([models, rows, pad4]), and W, b of model m at m·`w_stride`, m·`b_stride` floats.
+    pub fn batched(mut self, models: usize, w_stride: usize, b_stride: usize) -> Self {
+        assert!(
+            w_stride % 4 == 0 && b_stride % 4 == 0,
+            "strides must be whole vec4s"
+        );
+        self.models = models as u32;
+        self.sx = self.rows * self.k4;
+        self.sy = self.rows * self.n4;
+        self.sw = (w_stride / 4) as u32;
+        self.sb = (b_stride / 4) as u32;
+        self
+    }
+
+    /// backward_weight adds `l2 · W` to dW.
+    pub fn with_l2(mut self, l2: f32) -> Self {
+        self.l2 = l2;
+        self
     }
 }
 
@@ -70,7 +105,11 @@ pub fn forward(
             Bind::T(z.unwrap_or(dw)),
             Bind::T(a),
         ],
-        [shape.n4.div_ceil(WG), shape.rows.div_ceil(4).div_ceil(WG), 1],
+        [
+            shape.n4.div_ceil(WG),
+            shape.rows.div_ceil(4).div_ceil(WG),
+            shape.models.max(1),
+        ],
     )
 }
 
@@ -104,11 +143,16 @@ pub fn backward_input(
             Bind::T(dx),
             Bind::T(epilogue.map_or(dw, |e| e.2)),
         ],
-        [shape.k4.div_ceil(WG), shape.rows.div_ceil(4).div_ceil(WG), 1],
+        [
+            shape.k4.div_ceil(WG),
+            shape.rows.div_ceil(4).div_ceil(WG),
+            shape.models.max(1),
+        ],
     )
 }
 
 /// Weight and bias gradients; `accumulate` adds into `dw`, `db` instead of overwriting.
+/// With `l2_weights = Some(W)` (and `shape.l2` set) the L2 penalty's gradient l2·W is added to dW.
 #[allow(clippy::too_many_arguments)]
 pub fn backward_weight(
     ctx: &GpuContext,
@@ -119,16 +163,30 @@ pub fn backward_weight(
     dw: &GpuTensor,
     db: &GpuTensor,
     accumulate: bool,
+    l2_weights: Option<&GpuTensor>,
 ) -> GpuResult<Dispatch> {
     let (dr, _) = ctx.dummies()?;
     let mut c = wg_consts().to_vec();
     c.push(("ACCUM", accumulate as u8 as f64));
+    c.push(("L2_ON", l2_weights.is_some() as u8 as f64));
     ctx.dispatch(
         SHADER,
         "backward_weight",
         &c,
-        &[Bind::U(params), Bind::T(x), Bind::T(dz), Bind::T(dr), Bind::T(dr), Bind::T(dw), Bind::T(db)],
-        [shape.n4.div_ceil(WG), shape.k4.div_ceil(WG), 1],
+        &[
+            Bind::U(params),
+            Bind::T(x),
+            Bind::T(dz),
+            Bind::T(l2_weights.unwrap_or(dr)),
+            Bind::T(dr),
+            Bind::T(dw),
+            Bind::T(db),
+        ],
+        [
+            shape.n4.div_ceil(WG),
+            shape.k4.div_ceil(WG),
+            shape.models.max(1),
+        ],
     )
 }
 
@@ -167,7 +225,14 @@ pub mod cpu {
     }
 
     /// dX = dZ Wᵀ (+ R).
-    pub fn backward_input(dz: &[f64], w: &[f64], residual_grad: Option<&[f64]>, rows: usize, k: usize, n: usize) -> Vec<f64> {
+    pub fn backward_input(
+        dz: &[f64],
+        w: &[f64],
+        residual_grad: Option<&[f64]>,
+        rows: usize,
+        k: usize,
+        n: usize,
+    ) -> Vec<f64> {
         let mut dx = vec![0.0; rows * k];
         for r in 0..rows {
             for i in 0..k {
@@ -182,7 +247,13 @@ pub mod cpu {
     }
 
     /// (dW, db).
-    pub fn backward_weight(x: &[f64], dz: &[f64], rows: usize, k: usize, n: usize) -> (Vec<f64>, Vec<f64>) {
+    pub fn backward_weight(
+        x: &[f64],
+        dz: &[f64],
+        rows: usize,
+        k: usize,
+        n: usize,
+    ) -> (Vec<f64>, Vec<f64>) {
         let mut dw = vec![0.0; k * n];
         let mut db = vec![0.0; n];
         for r in 0..rows {

@@ -14,14 +14,26 @@ pub struct EwParams {
 
 impl EwParams {
     pub fn new(n: usize) -> Self {
-        EwParams { n: n as u32, alpha: 1.0, beta: 0.0, _pad: 0 }
+        EwParams {
+            n: n as u32,
+            alpha: 1.0,
+            beta: 0.0,
+            _pad: 0,
+        }
     }
 }
 
 const WG: u32 = 256;
 
 /// y = act(x)
-pub fn act_forward(ctx: &GpuContext, params: &wgpu::Buffer, n: usize, act: Activation, x: &GpuTensor, y: &GpuTensor) -> GpuResult<Dispatch> {
+pub fn act_forward(
+    ctx: &GpuContext,
+    params: &wgpu::Buffer,
+    n: usize,
+    act: Activation,
+    x: &GpuTensor,
+    y: &GpuTensor,
+) -> GpuResult<Dispatch> {
     let (dr, _) = ctx.dummies()?;
     ctx.dispatch(
         "elementwise",

@@ -7,7 +7,12 @@ pub fn pad4(n: usize) -> usize {
 
 /// `rows × cols` row-major f64 → `rows × pad4(cols)` f32 with zero padding.
 pub fn pack(data: &[f64], rows: usize, cols: usize) -> Vec<f32> {
-    assert_eq!(data.len(), rows * cols, "pack: {} values for {rows}×{cols}", data.len());
+    assert_eq!(
+        data.len(),
+        rows * cols,
+        "pack: {} values for {rows}×{cols}",
+        data.len()
+    );
     let cp = pad4(cols);
     let mut out = vec![0f32; rows * cp];
     for r in 0..rows {
@@ -21,7 +26,11 @@ pub fn pack(data: &[f64], rows: usize, cols: usize) -> Vec<f32> {
 /// Inverse of [`pack`]: drops the padding and widens to f64.
 pub fn unpack(data: &[f32], rows: usize, cols: usize) -> Vec<f64> {
     let cp = pad4(cols);
-    assert!(data.len() >= rows * cp, "unpack: {} values for {rows}×{cp}", data.len());
+    assert!(
+        data.len() >= rows * cp,
+        "unpack: {} values for {rows}×{cp}",
+        data.len()
+    );
     let mut out = vec![0f64; rows * cols];
     for r in 0..rows {
         for c in 0..cols {

@@ -13,7 +13,12 @@ pub struct LossParams {
 
 impl LossParams {
     pub fn new(rows: usize, n: usize) -> Self {
-        LossParams { rows: rows as u32, n: n as u32, n4: n.div_ceil(4) as u32, _pad: 0 }
+        LossParams {
+            rows: rows as u32,
+            n: n as u32,
+            n4: n.div_ceil(4) as u32,
+            _pad: 0,
+        }
     }
 }
 
@@ -32,7 +37,13 @@ pub fn mse(
         "loss",
         "mse",
         &[("WG", WG as f64)],
-        &[Bind::U(params), Bind::T(pred), Bind::T(target), Bind::T(dpred), Bind::T(row_loss)],
+        &[
+            Bind::U(params),
+            Bind::T(pred),
+            Bind::T(target),
+            Bind::T(dpred),
+            Bind::T(row_loss),
+        ],
         groups_1d(rows, WG),
     )
 }
@@ -41,8 +52,17 @@ pub mod cpu {
     /// (loss, dloss/dpred) of mean((pred − target)²) over all entries.
     pub fn mse(pred: &[f64], target: &[f64]) -> (f64, Vec<f64>) {
         let n = pred.len() as f64;
-        let loss = pred.iter().zip(target).map(|(p, t)| (p - t) * (p - t)).sum::<f64>() / n;
-        let grad = pred.iter().zip(target).map(|(p, t)| 2.0 * (p - t) / n).collect();
+        let loss = pred
+            .iter()
+            .zip(target)
+            .map(|(p, t)| (p - t) * (p - t))
+            .sum::<f64>()
+            / n;
+        let grad = pred
+            .iter()
+            .zip(target)
+            .map(|(p, t)| 2.0 * (p - t) / n)
+            .collect();
         (loss, grad)
     }
 }

@@ -11,7 +11,12 @@ pub enum ReduceOp {
 }
 
 impl ReduceOp {
-    pub const ALL: [ReduceOp; 4] = [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::LogSumExp];
+    pub const ALL: [ReduceOp; 4] = [
+        ReduceOp::Sum,
+        ReduceOp::Mean,
+        ReduceOp::Max,
+        ReduceOp::LogSumExp,
+    ];
 }
 
 #[repr(C)]
@@ -46,7 +51,13 @@ pub fn reduce_cols(
 pub mod cpu {
     use super::ReduceOp;
 
-    pub fn reduce_cols(x: &[f64], rows: usize, cols: usize, stride: usize, op: ReduceOp) -> Vec<f64> {
+    pub fn reduce_cols(
+        x: &[f64],
+        rows: usize,
+        cols: usize,
+        stride: usize,
+        op: ReduceOp,
+    ) -> Vec<f64> {
         (0..cols)
             .map(|c| {
                 let col = (0..rows).map(|r| x[r * stride + c]);
@@ -55,7 +66,9 @@ pub mod cpu {
                     ReduceOp::Mean => col.sum::<f64>() / rows.max(1) as f64,
                     ReduceOp::Max => col.fold(f64::NEG_INFINITY, f64::max),
                     ReduceOp::LogSumExp => {
-                        let m = (0..rows).map(|r| x[r * stride + c]).fold(f64::NEG_INFINITY, f64::max);
+                        let m = (0..rows)
+                            .map(|r| x[r * stride + c])
+                            .fold(f64::NEG_INFINITY, f64::max);
                         if m == f64::NEG_INFINITY {
                             return m;
                         }

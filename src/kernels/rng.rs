@@ -53,19 +53,31 @@ pub struct RngStream {
 
 impl RngStream {
     pub fn new(seed: u64, stream: u32) -> Self {
-        RngStream { seed, offset: 0, stream }
+        RngStream {
+            seed,
+            offset: 0,
+            stream,
+        }
     }
 
     fn block(&self, i: u32) -> [u32; 4] {
         philox4x32(
-            [i, self.offset as u32, (self.offset >> 32) as u32, self.stream],
+            [
+                i,
+                self.offset as u32,
+                (self.offset >> 32) as u32,
+                self.stream,
+            ],
             [self.seed as u32, (self.seed >> 32) as u32],
         )
     }
 
     /// The first `n` raw words of this stream.
     pub fn bits(&self, n: usize) -> Vec<u32> {
-        (0..n.div_ceil(4) as u32).flat_map(|i| self.block(i)).take(n).collect()
+        (0..n.div_ceil(4) as u32)
+            .flat_map(|i| self.block(i))
+            .take(n)
+            .collect()
     }
 
     pub fn uniform(&self, n: usize) -> Vec<f32> {
@@ -121,7 +133,13 @@ impl RngParams {
 const WG: u32 = 64;
 
 /// Fills the first `n` words of `out` from the stream (params written with [`RngParams::new`]).
-pub fn fill(ctx: &GpuContext, params: &wgpu::Buffer, n: usize, mode: RngMode, out: &GpuTensor) -> GpuResult<Dispatch> {
+pub fn fill(
+    ctx: &GpuContext,
+    params: &wgpu::Buffer,
+    n: usize,
+    mode: RngMode,
+    out: &GpuTensor,
+) -> GpuResult<Dispatch> {
     ctx.dispatch(
         "philox",
         "fill",

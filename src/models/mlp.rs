@@ -1,13 +1,16 @@
-//! Residual MLP on the GPU, with an f64 CPU reference of the same network.
+//! Multi-layer perceptrons on the GPU, with an f64 CPU reference of the same network.
 //!
-//!   h₀ = x W_in + b_in
-//!   h_{j+1} = h_j + act(h_j W_j + b_j)        j = 0 … blocks−1
-//!   y = h_L W_out + b_out
+//! Residual form (default):          plain form (`residual: false`):
+//!   h₀ = x W₀ + b₀                    h₀ = act(x W₀ + b₀)
+//!   h_l = h_{l−1} + act(h_{l−1} W_l + b_l)   h_l = act(h_{l−1} W_l + b_l)     l = 1 … blocks
+//!   y = h_L W_out + b_out             y = h_L W_out + b_out
 //!
 //! Parameters live in one arena (each tensor aligned for binding as a slice), so the optimizer is
-//! one launch. A [`MlpPlan`] owns the activations for one batch size and the recorded launches of
-//! the forward and backward passes; backward fuses each activation derivative into the launch
-//! that produces the gradient feeding it (two launches per layer).
+//! one launch. Several independent models of one shape (the folds of a cross-validation, say)
+//! can share the arena and every launch: the kernels' grid depth walks the models.
+//! A [`MlpPlan`] owns the activations for one batch size and the recorded launches of the
+//! forward and backward passes; backward fuses each activation derivative into the launch that
+//! produces the gradient feeding it (two launches per layer).
 
 use crate::kernels::dense::{self, DenseParams};
 use crate::kernels::layout::{pack_weight, pad4, unpack};
@@ -16,13 +19,21 @@ use crate::runtime::{Dispatch, GpuContext, GpuResult, GpuTensor};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+fn yes() -> bool {
+    true
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MlpConfig {
     pub in_dim: usize,
     pub out_dim: usize,
     pub hidden: usize,
+    /// Hidden-to-hidden layers after the first hidden layer.
     pub blocks: usize,
     pub act: Activation,
+    /// Skip connections around each block (and a linear first layer).
+    #[serde(default = "yes")]
+    pub residual: bool,
 }
 
 /// Arena alignment in elements: 256 bytes, the usual storage-offset alignment.
@@ -36,7 +47,6 @@ pub struct LayerSlot {
     pub w_off: usize,
     pub b_off: usize,
 }
-
 
 impl MlpConfig {
     /// (in, out) widths of every dense layer in order: input, blocks, output.
@@ -62,13 +72,21 @@ impl MlpConfig {
         (slots, off)
     }
 
+    /// Whether hidden layer `l` (0 = first) applies the activation (and so keeps a pre-activation).
+    pub fn has_act(&self, l: usize) -> bool {
+        !self.residual || l > 0
+    }
+
     pub fn num_params(&self) -> usize {
         self.layer_dims().iter().map(|(k, n)| k * n + n).sum()
     }
 
     /// Multiply-adds of one forward pass per row (backward costs twice this).
     pub fn flops_per_row(&self) -> f64 {
-        self.layer_dims().iter().map(|(k, n)| 2.0 * (*k * *n) as f64).sum()
+        self.layer_dims()
+            .iter()
+            .map(|(k, n)| 2.0 * (*k * *n) as f64)
+            .sum()
     }
 }
 
@@ -89,9 +107,21 @@ impl MlpWeights {
         let mut b = vec![];
         for (i, &(k, n)) in dims.iter().enumerate() {
             let bound = 1.0 / (k as f64).sqrt();
-            let scale = if i > 0 && i < last { 0.5 } else { 1.0 };
-            w.push((0..k * n).map(|_| rng.random_range(-bound..bound) * scale).collect());
-            b.push((0..n).map(|_| rng.random_range(-bound..bound) * scale).collect());
+            let scale = if cfg.residual && i > 0 && i < last {
+                0.5
+            } else {
+                1.0
+            };
+            w.push(
+                (0..k * n)
+                    .map(|_| rng.random_range(-bound..bound) * scale)
+                    .collect(),
+            );
+            b.push(
+                (0..n)
+                    .map(|_| rng.random_range(-bound..bound) * scale)
+                    .collect(),
+            );
         }
         MlpWeights { w, b }
     }
@@ -113,57 +143,110 @@ impl MlpWeights {
         let mut w = vec![];
         let mut b = vec![];
         for s in slots {
-            w.push(unpack(&arena[s.w_off..s.w_off + pad4(s.k) * pad4(s.n)], s.k, s.n));
-            b.push(arena[s.b_off..s.b_off + s.n].iter().map(|&v| v as f64).collect());
+            w.push(unpack(
+                &arena[s.w_off..s.w_off + pad4(s.k) * pad4(s.n)],
+                s.k,
+                s.n,
+            ));
+            b.push(
+                arena[s.b_off..s.b_off + s.n]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .collect(),
+            );
         }
         MlpWeights { w, b }
     }
 }
 
-/// The network's parameters and gradients on the GPU.
+/// The parameters and gradients of `models` networks of one shape, on the GPU.
 pub struct Mlp {
     pub config: MlpConfig,
+    pub models: usize,
     pub slots: Vec<LayerSlot>,
+    /// Arena length of one model (floats); model m starts at m · model_len.
+    pub model_len: usize,
     pub params: GpuTensor,
     pub grads: GpuTensor,
 }
 
 impl Mlp {
     pub fn new(ctx: &GpuContext, config: MlpConfig, weights: &MlpWeights) -> GpuResult<Self> {
+        Self::new_batched(ctx, config, std::slice::from_ref(weights))
+    }
+
+    /// One model per entry of `weights`, all trained in the same launches.
+    pub fn new_batched(
+        ctx: &GpuContext,
+        config: MlpConfig,
+        weights: &[MlpWeights],
+    ) -> GpuResult<Self> {
         let align_elems = (ctx.limits.min_storage_buffer_offset_alignment as usize / 4).max(ALIGN);
-        let (slots, len) = config.arena_layout(align_elems);
-        let params = ctx.tensor_from("mlp-params", &weights.to_arena(&slots, len))?;
-        let grads = ctx.tensor_zeros("mlp-grads", len)?;
-        Ok(Mlp { config, slots, params, grads })
+        let (slots, model_len) = config.arena_layout(align_elems);
+        let arena: Vec<f32> = weights
+            .iter()
+            .flat_map(|w| w.to_arena(&slots, model_len))
+            .collect();
+        let params = ctx.tensor_from("mlp-params", &arena)?;
+        let grads = ctx.tensor_zeros("mlp-grads", arena.len())?;
+        Ok(Mlp {
+            config,
+            models: weights.len(),
+            slots,
+            model_len,
+            params,
+            grads,
+        })
+    }
+
+    fn unpack_models(&self, arena: &[f32]) -> Vec<MlpWeights> {
+        arena
+            .chunks(self.model_len)
+            .map(|a| MlpWeights::from_arena(a, &self.slots))
+            .collect()
+    }
+
+    /// Weights of every model.
+    pub fn weights_all(&self, ctx: &GpuContext) -> GpuResult<Vec<MlpWeights>> {
+        Ok(self.unpack_models(&ctx.read::<f32>(&self.params)?))
     }
 
     pub fn weights(&self, ctx: &GpuContext) -> GpuResult<MlpWeights> {
-        Ok(MlpWeights::from_arena(&ctx.read::<f32>(&self.params)?, &self.slots))
+        Ok(self.weights_all(ctx)?.swap_remove(0))
+    }
+
+    pub fn gradients_all(&self, ctx: &GpuContext) -> GpuResult<Vec<MlpWeights>> {
+        Ok(self.unpack_models(&ctx.read::<f32>(&self.grads)?))
     }
 
     pub fn gradients(&self, ctx: &GpuContext) -> GpuResult<MlpWeights> {
-        Ok(MlpWeights::from_arena(&ctx.read::<f32>(&self.grads)?, &self.slots))
+        Ok(self.gradients_all(ctx)?.swap_remove(0))
     }
 
+    /// W of layer i for all models: a view from model 0's W to the end of the last model's.
     fn w(&self, t: &GpuTensor, i: usize) -> GpuTensor {
         let s = &self.slots[i];
-        t.view("w", s.w_off, pad4(s.k) * pad4(s.n))
+        t.view(
+            "w",
+            s.w_off,
+            (self.models - 1) * self.model_len + pad4(s.k) * pad4(s.n),
+        )
     }
 
     fn b(&self, t: &GpuTensor, i: usize) -> GpuTensor {
         let s = &self.slots[i];
-        t.view("b", s.b_off, pad4(s.n))
+        t.view("b", s.b_off, (self.models - 1) * self.model_len + pad4(s.n))
     }
 }
 
-/// Activations, gradients and recorded launches of one network for a fixed batch size.
+/// Activations, gradients and recorded launches of the networks for a fixed batch size.
 pub struct MlpPlan {
     pub rows: usize,
-    /// Input [rows, pad4(in)]: write a batch here.
+    /// Input [models, rows, pad4(in)]: write a batch here.
     pub x: GpuTensor,
-    /// Output [rows, pad4(out)].
+    /// Output [models, rows, pad4(out)].
     pub y: GpuTensor,
-    /// Gradient of the loss w.r.t. the output [rows, pad4(out)]: a loss kernel writes it.
+    /// Gradient of the loss w.r.t. the output [models, rows, pad4(out)]: a loss kernel writes it.
     pub dy: GpuTensor,
     pub forward: Vec<Dispatch>,
     pub backward: Vec<Dispatch>,
@@ -173,58 +256,163 @@ pub struct MlpPlan {
 
 impl MlpPlan {
     pub fn new(ctx: &GpuContext, mlp: &Mlp, rows: usize) -> GpuResult<Self> {
+        Self::with_l2(ctx, mlp, rows, 0.0)
+    }
+
+    /// With an L2 penalty `l2 · ‖W‖² / 2` on the weights (not biases) folded into their gradients.
+    pub fn with_l2(ctx: &GpuContext, mlp: &Mlp, rows: usize, l2: f32) -> GpuResult<Self> {
         let c = &mlp.config;
+        let f = mlp.models;
         let (h4, in4, out4) = (pad4(c.hidden), pad4(c.in_dim), pad4(c.out_dim));
         let nl = c.blocks + 2;
-        let x = ctx.tensor_zeros("mlp-x", rows * in4)?;
-        let y = ctx.tensor_zeros("mlp-y", rows * out4)?;
-        let dy = ctx.tensor_zeros("mlp-dy", rows * out4)?;
-        // h[j] for j = 0..=blocks, z[j] pre-activations of block j.
-        let h: Vec<GpuTensor> = (0..=c.blocks).map(|_| ctx.tensor_zeros("mlp-h", rows * h4)).collect::<GpuResult<_>>()?;
-        let z: Vec<GpuTensor> = (0..c.blocks).map(|_| ctx.tensor_zeros("mlp-z", rows * h4)).collect::<GpuResult<_>>()?;
-        let dh: Vec<GpuTensor> = (0..=c.blocks).map(|_| ctx.tensor_zeros("mlp-dh", rows * h4)).collect::<GpuResult<_>>()?;
-        let dz: Vec<GpuTensor> = (0..c.blocks).map(|_| ctx.tensor_zeros("mlp-dz", rows * h4)).collect::<GpuResult<_>>()?;
+        let lo = nl - 1;
+        let top = c.blocks;
+        let zeros = |label: &str, n: usize| ctx.tensor_zeros(label, f * rows * n);
+        let x = zeros("mlp-x", in4)?;
+        let y = zeros("mlp-y", out4)?;
+        let dy = zeros("mlp-dy", out4)?;
+        // Hidden layer l: output h[l], pre-activation z[l] (if it has an activation), and gradients.
+        let h: Vec<GpuTensor> = (0..=top)
+            .map(|_| zeros("mlp-h", h4))
+            .collect::<GpuResult<_>>()?;
+        let z: Vec<GpuTensor> = (0..=top)
+            .map(|_| zeros("mlp-z", h4))
+            .collect::<GpuResult<_>>()?;
+        let dh: Vec<GpuTensor> = (0..=top)
+            .map(|_| zeros("mlp-dh", h4))
+            .collect::<GpuResult<_>>()?;
+        let dz: Vec<GpuTensor> = (0..=top)
+            .map(|_| zeros("mlp-dz", h4))
+            .collect::<GpuResult<_>>()?;
         let mut uniforms = vec![];
         let mut shapes = vec![];
         for s in &mlp.slots {
-            let sh = DenseParams::new(rows, s.k, s.n);
+            let sh = DenseParams::new(rows, s.k, s.n)
+                .batched(f, mlp.model_len, mlp.model_len)
+                .with_l2(l2);
             uniforms.push(ctx.uniform("dense-params", &sh));
             shapes.push(sh);
         }
+        let l2w = |t: GpuTensor| if l2 != 0.0 { Some(t) } else { None };
         let (p, g) = (&mlp.params, &mlp.grads);
         let mut forward = vec![];
-        forward.push(dense::forward(ctx, &uniforms[0], shapes[0], Activation::Identity, &x, &mlp.w(p, 0), &mlp.b(p, 0), None, None, &h[0])?);
-        for j in 0..c.blocks {
-            let l = j + 1;
-            forward.push(dense::forward(ctx, &uniforms[l], shapes[l], c.act, &h[j], &mlp.w(p, l), &mlp.b(p, l), Some(&h[j]), Some(&z[j]), &h[j + 1])?);
+        for l in 0..=top {
+            let input = if l == 0 { &x } else { &h[l - 1] };
+            let act = if c.has_act(l) {
+                c.act
+            } else {
+                Activation::Identity
+            };
+            let res = if c.residual && l > 0 {
+                Some(&h[l - 1])
+            } else {
+                None
+            };
+            let zl = if c.has_act(l) { Some(&z[l]) } else { None };
+            forward.push(dense::forward(
+                ctx,
+                &uniforms[l],
+                shapes[l],
+                act,
+                input,
+                &mlp.w(p, l),
+                &mlp.b(p, l),
+                res,
+                zl,
+                &h[l],
+            )?);
         }
-        let lo = nl - 1;
-        forward.push(dense::forward(ctx, &uniforms[lo], shapes[lo], Activation::Identity, &h[c.blocks], &mlp.w(p, lo), &mlp.b(p, lo), None, None, &y)?);
+        forward.push(dense::forward(
+            ctx,
+            &uniforms[lo],
+            shapes[lo],
+            Activation::Identity,
+            &h[top],
+            &mlp.w(p, lo),
+            &mlp.b(p, lo),
+            None,
+            None,
+            &y,
+        )?);
 
+        // The gradient reaching layer l's pre-activation: dz[l] where it has an activation.
+        let pre_grad = |l: usize| if c.has_act(l) { &dz[l] } else { &dh[l] };
+        let epi = |l: usize| {
+            if c.has_act(l) {
+                Some((c.act, &z[l], &dz[l]))
+            } else {
+                None
+            }
+        };
         let mut backward = vec![];
-        // Output layer: dh_L = dy W_outᵀ, and dz_{L-1} = dh_L ⊙ act'(z_{L-1}) fused.
-        let epi = |j: usize| if c.blocks > 0 && j < c.blocks { Some((c.act, &z[j], &dz[j])) } else { None };
-        let top = c.blocks;
-        backward.push(dense::backward_input(ctx, &uniforms[lo], shapes[lo], &dy, &mlp.w(p, lo), None, if top > 0 { epi(top - 1) } else { None }, &dh[top])?);
-        backward.push(dense::backward_weight(ctx, &uniforms[lo], shapes[lo], &h[top], &dy, &mlp.w(g, lo), &mlp.b(g, lo), false)?);
-        for j in (0..c.blocks).rev() {
-            let l = j + 1;
-            // dh_j = dz_j W_jᵀ + dh_{j+1}; and dz_{j-1} fused.
-            backward.push(dense::backward_input(ctx, &uniforms[l], shapes[l], &dz[j], &mlp.w(p, l), Some(&dh[j + 1]), if j > 0 { epi(j - 1) } else { None }, &dh[j])?);
-            backward.push(dense::backward_weight(ctx, &uniforms[l], shapes[l], &h[j], &dz[j], &mlp.w(g, l), &mlp.b(g, l), false)?);
+        backward.push(dense::backward_input(
+            ctx,
+            &uniforms[lo],
+            shapes[lo],
+            &dy,
+            &mlp.w(p, lo),
+            None,
+            epi(top),
+            &dh[top],
+        )?);
+        backward.push(dense::backward_weight(
+            ctx,
+            &uniforms[lo],
+            shapes[lo],
+            &h[top],
+            &dy,
+            &mlp.w(g, lo),
+            &mlp.b(g, lo),
+            false,
+            l2w(mlp.w(p, lo)).as_ref(),
+        )?);
+        for l in (0..=top).rev() {
+            let input = if l == 0 { &x } else { &h[l - 1] };
+            if l > 0 {
+                let res = if c.residual { Some(&dh[l]) } else { None };
+                backward.push(dense::backward_input(
+                    ctx,
+                    &uniforms[l],
+                    shapes[l],
+                    pre_grad(l),
+                    &mlp.w(p, l),
+                    res,
+                    epi(l - 1),
+                    &dh[l - 1],
+                )?);
+            }
+            backward.push(dense::backward_weight(
+                ctx,
+                &uniforms[l],
+                shapes[l],
+                input,
+                pre_grad(l),
+                &mlp.w(g, l),
+                &mlp.b(g, l),
+                false,
+                l2w(mlp.w(p, l)).as_ref(),
+            )?);
         }
-        backward.push(dense::backward_weight(ctx, &uniforms[0], shapes[0], &x, &dh[0], &mlp.w(g, 0), &mlp.b(g, 0), false)?);
 
         let mut keep = vec![];
         keep.extend(h);
         keep.extend(z);
         keep.extend(dh);
         keep.extend(dz);
-        Ok(MlpPlan { rows, x, y, dy, forward, backward, _keep: keep, _uniforms: uniforms })
+        Ok(MlpPlan {
+            rows,
+            x,
+            y,
+            dy,
+            forward,
+            backward,
+            _keep: keep,
+            _uniforms: uniforms,
+        })
     }
 }
 
-/// f64 reference of the same network.
+/// f64 reference of the same network (one model).
 pub mod cpu {
     use super::{MlpConfig, MlpWeights};
     use crate::kernels::dense::cpu as d;
@@ -238,21 +426,52 @@ pub mod cpu {
 
     pub fn forward(cfg: &MlpConfig, w: &MlpWeights, x: &[f64], rows: usize) -> Tape {
         let hd = cfg.hidden;
-        let (_, h0) = d::forward(x, &w.w[0], &w.b[0], None, rows, cfg.in_dim, hd, Activation::Identity);
-        let mut h = vec![h0];
+        let mut h: Vec<Vec<f64>> = vec![];
         let mut z = vec![];
-        for j in 0..cfg.blocks {
-            let (zj, hj) = d::forward(&h[j], &w.w[j + 1], &w.b[j + 1], Some(&h[j]), rows, hd, hd, cfg.act);
-            z.push(zj);
-            h.push(hj);
+        for l in 0..=cfg.blocks {
+            let (input, k) = if l == 0 {
+                (x, cfg.in_dim)
+            } else {
+                (&h[l - 1][..], hd)
+            };
+            let act = if cfg.has_act(l) {
+                cfg.act
+            } else {
+                Activation::Identity
+            };
+            let res = if cfg.residual && l > 0 {
+                Some(input)
+            } else {
+                None
+            };
+            let (zl, hl) = d::forward(input, &w.w[l], &w.b[l], res, rows, k, hd, act);
+            z.push(zl);
+            h.push(hl);
         }
         let lo = cfg.blocks + 1;
-        let (_, y) = d::forward(&h[cfg.blocks], &w.w[lo], &w.b[lo], None, rows, hd, cfg.out_dim, Activation::Identity);
+        let (_, y) = d::forward(
+            &h[cfg.blocks],
+            &w.w[lo],
+            &w.b[lo],
+            None,
+            rows,
+            hd,
+            cfg.out_dim,
+            Activation::Identity,
+        );
         Tape { h, z, y }
     }
 
-    /// Gradients of Σ dy ⊙ y with respect to every weight.
-    pub fn backward(cfg: &MlpConfig, w: &MlpWeights, x: &[f64], rows: usize, tape: &Tape, dy: &[f64]) -> MlpWeights {
+    /// Gradients of Σ dy ⊙ y (+ l2·‖W‖²/2 over weights) with respect to every parameter.
+    pub fn backward(
+        cfg: &MlpConfig,
+        w: &MlpWeights,
+        x: &[f64],
+        rows: usize,
+        tape: &Tape,
+        dy: &[f64],
+        l2: f64,
+    ) -> MlpWeights {
         let hd = cfg.hidden;
         let nl = cfg.blocks + 2;
         let mut gw = vec![vec![]; nl];
@@ -262,16 +481,36 @@ pub mod cpu {
         gw[lo] = a;
         gb[lo] = b;
         let mut dh = d::backward_input(dy, &w.w[lo], None, rows, hd, cfg.out_dim);
-        for j in (0..cfg.blocks).rev() {
-            let dz = d::act_backward(&dh, &tape.z[j], cfg.act);
-            let (a, b) = d::backward_weight(&tape.h[j], &dz, rows, hd, hd);
-            gw[j + 1] = a;
-            gb[j + 1] = b;
-            dh = d::backward_input(&dz, &w.w[j + 1], Some(&dh), rows, hd, hd);
+        for l in (0..=cfg.blocks).rev() {
+            let g = if cfg.has_act(l) {
+                d::act_backward(&dh, &tape.z[l], cfg.act)
+            } else {
+                dh.clone()
+            };
+            let (input, k) = if l == 0 {
+                (x, cfg.in_dim)
+            } else {
+                (&tape.h[l - 1][..], hd)
+            };
+            let (a, b) = d::backward_weight(input, &g, rows, k, hd);
+            gw[l] = a;
+            gb[l] = b;
+            if l > 0 {
+                dh = d::backward_input(
+                    &g,
+                    &w.w[l],
+                    if cfg.residual { Some(&dh) } else { None },
+                    rows,
+                    hd,
+                    hd,
+                );
+            }
         }
-        let (a, b) = d::backward_weight(x, &dh, rows, cfg.in_dim, hd);
-        gw[0] = a;
-        gb[0] = b;
+        for (g, wl) in gw.iter_mut().zip(&w.w) {
+            for (gi, wi) in g.iter_mut().zip(wl) {
+                *gi += l2 * wi;
+            }
+        }
         MlpWeights { w: gw, b: gb }
     }
 }

@@ -26,8 +26,17 @@ impl GpuTensor {
     /// A view of `len` elements at `offset` (relative to this tensor). Bound as a slice, the
     /// offset must meet the adapter's storage offset alignment (256 bytes on most).
     pub fn view(&self, label: &str, offset: usize, len: usize) -> GpuTensor {
-        assert!(offset + len <= self.len, "view {label}: {offset}+{len} > {}", self.len);
-        GpuTensor { buffer: self.buffer.clone(), offset: self.offset + offset, len, label: label.to_string() }
+        assert!(
+            offset + len <= self.len,
+            "view {label}: {offset}+{len} > {}",
+            self.len
+        );
+        GpuTensor {
+            buffer: self.buffer.clone(),
+            offset: self.offset + offset,
+            len,
+            label: label.to_string(),
+        }
     }
 }
 
@@ -38,7 +47,10 @@ const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 impl GpuContext {
     fn check_size(&self, label: &str, len: usize) -> GpuResult<()> {
         let bytes = (len.max(1) * 4) as u64;
-        let max = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
+        let max = self
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size);
         if bytes > max {
             return Err(GpuError::InvalidArgument(format!(
                 "buffer '{label}' needs {bytes} bytes, more than the adapter's largest binding ({max} bytes)"
@@ -51,15 +63,25 @@ impl GpuContext {
     pub fn tensor_from<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> GpuResult<GpuTensor> {
         assert_eq!(std::mem::size_of::<T>(), 4, "tensors hold 4-byte words");
         self.check_size(label, data.len())?;
-        let contents: &[u8] = if data.is_empty() { &[0u8; 16] } else { bytemuck::cast_slice(data) };
+        let contents: &[u8] = if data.is_empty() {
+            &[0u8; 16]
+        } else {
+            bytemuck::cast_slice(data)
+        };
         let buffer = self.scoped(&format!("creating buffer '{label}'"), || {
-            self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents,
-                usage: STORAGE,
-            })
+            self.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents,
+                    usage: STORAGE,
+                })
         })?;
-        Ok(GpuTensor { buffer, offset: 0, len: data.len(), label: label.to_string() })
+        Ok(GpuTensor {
+            buffer,
+            offset: 0,
+            len: data.len(),
+            label: label.to_string(),
+        })
     }
 
     /// A zero-filled storage buffer of `len` words.
@@ -74,24 +96,36 @@ impl GpuContext {
                 mapped_at_creation: false,
             })
         })?;
-        Ok(GpuTensor { buffer, offset: 0, len, label: label.to_string() })
+        Ok(GpuTensor {
+            buffer,
+            offset: 0,
+            len,
+            label: label.to_string(),
+        })
     }
 
     /// A uniform buffer holding one `T` (updated later with `write_uniform`).
     pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::bytes_of(value),
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        })
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::bytes_of(value),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            })
     }
 
     pub fn write_uniform<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, value: &T) {
-        self.queue.write_buffer(buffer, 0, bytemuck::bytes_of(value));
+        self.queue
+            .write_buffer(buffer, 0, bytemuck::bytes_of(value));
     }
 
     /// Copies `data` into `t` starting at element `offset` (staged; takes effect at the next submit).
-    pub fn write<T: bytemuck::Pod>(&self, t: &GpuTensor, offset: usize, data: &[T]) -> GpuResult<()> {
+    pub fn write<T: bytemuck::Pod>(
+        &self,
+        t: &GpuTensor,
+        offset: usize,
+        data: &[T],
+    ) -> GpuResult<()> {
         if offset + data.len() > t.len {
             return Err(GpuError::InvalidArgument(format!(
                 "writing {} elements at {} into '{}' of length {}",
@@ -102,7 +136,11 @@ impl GpuContext {
             )));
         }
         if !data.is_empty() {
-            self.queue.write_buffer(&t.buffer, ((t.offset + offset) * 4) as u64, bytemuck::cast_slice(data));
+            self.queue.write_buffer(
+                &t.buffer,
+                ((t.offset + offset) * 4) as u64,
+                bytemuck::cast_slice(data),
+            );
         }
         Ok(())
     }
@@ -113,7 +151,12 @@ impl GpuContext {
     }
 
     /// Reads `len` elements starting at `offset`; only these bytes cross the bus.
-    pub fn read_range<T: bytemuck::Pod>(&self, t: &GpuTensor, offset: usize, len: usize) -> GpuResult<Vec<T>> {
+    pub fn read_range<T: bytemuck::Pod>(
+        &self,
+        t: &GpuTensor,
+        offset: usize,
+        len: usize,
+    ) -> GpuResult<Vec<T>> {
         if offset + len > t.len {
             return Err(GpuError::InvalidArgument(format!(
                 "reading {len} elements at {offset} from '{}' of length {}",
@@ -132,7 +175,13 @@ impl GpuContext {
         });
         self.scoped(&format!("reading back '{}'", t.label), || {
             let mut enc = self.device.create_command_encoder(&Default::default());
-            enc.copy_buffer_to_buffer(&t.buffer, ((t.offset + offset) * 4) as u64, &staging, 0, bytes);
+            enc.copy_buffer_to_buffer(
+                &t.buffer,
+                ((t.offset + offset) * 4) as u64,
+                &staging,
+                0,
+                bytes,
+            );
             self.queue.submit([enc.finish()]);
         })?;
         let slice = staging.slice(..);
@@ -141,11 +190,16 @@ impl GpuContext {
             let _ = tx.send(r);
         });
         self.wait()?;
-        let map_err = |reason: String| GpuError::Readback { label: t.label.clone(), reason };
+        let map_err = |reason: String| GpuError::Readback {
+            label: t.label.clone(),
+            reason,
+        };
         rx.recv()
             .map_err(|e| map_err(e.to_string()))?
             .map_err(|e| map_err(e.to_string()))?;
-        let view = slice.get_mapped_range().map_err(|e| map_err(e.to_string()))?;
+        let view = slice
+            .get_mapped_range()
+            .map_err(|e| map_err(e.to_string()))?;
         let out = bytemuck::cast_slice::<u8, T>(&view).to_vec();
         drop(view);
         staging.unmap();
@@ -201,7 +255,9 @@ impl GpuContext {
             .map(|(i, b)| wgpu::BindGroupEntry {
                 binding: i as u32,
                 resource: match b {
-                    Bind::T(t) if t.offset == 0 && t.bytes() >= t.buffer.size() => t.buffer.as_entire_binding(),
+                    Bind::T(t) if t.offset == 0 && t.bytes() >= t.buffer.size() => {
+                        t.buffer.as_entire_binding()
+                    }
                     Bind::T(t) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                         buffer: &t.buffer,
                         offset: (t.offset * 4) as u64,
@@ -224,7 +280,12 @@ impl GpuContext {
                 entries: &entries,
             })
         })?;
-        Ok(Dispatch { label, pipeline, bind_group, groups })
+        Ok(Dispatch {
+            label,
+            pipeline,
+            bind_group,
+            groups,
+        })
     }
 
     /// Encodes `dispatches` in order into one compute pass of `encoder`. wgpu inserts the

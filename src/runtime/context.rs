@@ -1,11 +1,11 @@
 //! Device acquisition: which adapter to use and how to open it. Kept apart from the kernels
 //! so tests and embedders can hand in a device of their own (`GpuContext::from_parts`).
 
+use super::buffer::GpuTensor;
 use super::error::{GpuError, GpuResult};
 use super::pipeline::PipelineCache;
 use serde::Serialize;
 use std::sync::{Arc, Mutex, OnceLock};
-use super::buffer::GpuTensor;
 
 /// Which wgpu backend to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -75,10 +75,12 @@ impl AdapterOptions {
     fn backends(&self) -> wgpu::Backends {
         match self.backend {
             Some(b) => b.to_backends(),
-            None => wgpu::Backends::VULKAN
-                | wgpu::Backends::METAL
-                | wgpu::Backends::DX12
-                | wgpu::Backends::GL,
+            None => {
+                wgpu::Backends::VULKAN
+                    | wgpu::Backends::METAL
+                    | wgpu::Backends::DX12
+                    | wgpu::Backends::GL
+            }
         }
     }
 
@@ -133,7 +135,13 @@ impl AdapterSummary {
         } else {
             format!("{} {}", self.driver, self.driver_info)
         };
-        format!("{} ({}, {}, {})", self.name, self.backend, self.device_type, drv.trim())
+        format!(
+            "{} ({}, {}, {})",
+            self.name,
+            self.backend,
+            self.device_type,
+            drv.trim()
+        )
     }
 }
 
@@ -143,7 +151,10 @@ fn is_cpu(info: &wgpu::AdapterInfo) -> bool {
     }
     // GL reports llvmpipe as "Other"; recognise Mesa's software rasterisers by name.
     let n = info.name.to_ascii_lowercase();
-    n.contains("llvmpipe") || n.contains("lavapipe") || n.contains("softpipe") || n.contains("swiftshader")
+    n.contains("llvmpipe")
+        || n.contains("lavapipe")
+        || n.contains("softpipe")
+        || n.contains("swiftshader")
 }
 
 /// Preference order: real GPUs first, then software; Vulkan before the others on ties.
@@ -251,7 +262,11 @@ impl GpuContext {
     }
 
     /// Wraps a device opened elsewhere (tests, embedding applications).
-    pub fn from_parts(device: wgpu::Device, queue: wgpu::Queue, adapter_info: wgpu::AdapterInfo) -> Self {
+    pub fn from_parts(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        adapter_info: wgpu::AdapterInfo,
+    ) -> Self {
         let lost = Arc::new(Mutex::new(None));
         let lost2 = lost.clone();
         device.set_device_lost_callback(move |reason, msg| {
@@ -282,7 +297,10 @@ impl GpuContext {
         if let Some(d) = self.dummies.get() {
             return Ok(d);
         }
-        let d = (self.tensor_zeros("unused-read", 4)?, self.tensor_zeros("unused-write", 4)?);
+        let d = (
+            self.tensor_zeros("unused-read", 4)?,
+            self.tensor_zeros("unused-write", 4)?,
+        );
         Ok(self.dummies.get_or_init(|| d))
     }
 

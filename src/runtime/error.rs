@@ -10,13 +10,19 @@ pub enum GpuError {
     #[error("could not open a device on adapter '{adapter}': {reason}")]
     RequestDevice { adapter: String, reason: String },
     #[error("wgpu validation error in {context}: {description}")]
-    Validation { context: String, description: String },
+    Validation {
+        context: String,
+        description: String,
+    },
     #[error("GPU out of memory in {context}")]
     OutOfMemory { context: String },
     #[error("GPU device lost: {0}")]
     DeviceLost(String),
     #[error("GPU error in {context}: {description}")]
-    Internal { context: String, description: String },
+    Internal {
+        context: String,
+        description: String,
+    },
     #[error("reading back buffer '{label}' failed: {reason}")]
     Readback { label: String, reason: String },
     #[error("shader '{0}' is not registered")]

@@ -42,8 +42,16 @@ pub const SHADERS: &[ShaderDef] = &[
         ),
         slots: &[U, R, R, W],
     },
-    ShaderDef { name: "reduce", source: include_str!("../../shaders/reduce.wgsl"), slots: &[U, R, W] },
-    ShaderDef { name: "adam", source: include_str!("../../shaders/adam.wgsl"), slots: &[U, W, W, W, W, W] },
+    ShaderDef {
+        name: "reduce",
+        source: include_str!("../../shaders/reduce.wgsl"),
+        slots: &[U, R, W],
+    },
+    ShaderDef {
+        name: "adam",
+        source: include_str!("../../shaders/adam.wgsl"),
+        slots: &[U, W, W, W, W, W],
+    },
     ShaderDef {
         name: "philox",
         source: concat!(
@@ -52,7 +60,11 @@ pub const SHADERS: &[ShaderDef] = &[
         ),
         slots: &[U, W],
     },
-    ShaderDef { name: "loss", source: include_str!("../../shaders/loss.wgsl"), slots: &[U, R, R, W, W] },
+    ShaderDef {
+        name: "loss",
+        source: include_str!("../../shaders/loss.wgsl"),
+        slots: &[U, R, R, W, W],
+    },
 ];
 
 pub fn shader_def(name: &str) -> GpuResult<&'static ShaderDef> {
@@ -88,8 +100,15 @@ impl PipelineCache {
 }
 
 impl GpuContext {
-    fn module(&self, shader: &'static str) -> GpuResult<(wgpu::ShaderModule, wgpu::BindGroupLayout)> {
-        let mut modules = self.pipelines.modules.lock().expect("module cache poisoned");
+    fn module(
+        &self,
+        shader: &'static str,
+    ) -> GpuResult<(wgpu::ShaderModule, wgpu::BindGroupLayout)> {
+        let mut modules = self
+            .pipelines
+            .modules
+            .lock()
+            .expect("module cache poisoned");
         if let Some(m) = modules.get(shader) {
             return Ok(m.clone());
         }
@@ -108,7 +127,9 @@ impl GpuContext {
                         min_binding_size: None,
                     },
                     Slot::Read | Slot::ReadWrite => wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Storage { read_only: *slot == Slot::Read },
+                        ty: wgpu::BufferBindingType::Storage {
+                            read_only: *slot == Slot::Read,
+                        },
                         has_dynamic_offset: false,
                         min_binding_size: None,
                     },
@@ -117,14 +138,18 @@ impl GpuContext {
             })
             .collect();
         let m = self.scoped(&format!("compiling shader '{shader}'"), || {
-            let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(shader),
-                source: wgpu::ShaderSource::Wgsl(def.source.into()),
-            });
-            let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(shader),
-                entries: &entries,
-            });
+            let module = self
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(shader),
+                    source: wgpu::ShaderSource::Wgsl(def.source.into()),
+                });
+            let layout = self
+                .device
+                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(shader),
+                    entries: &entries,
+                });
             (module, layout)
         })?;
         modules.insert(shader, m.clone());
@@ -147,31 +172,43 @@ impl GpuContext {
         let key = Key {
             shader,
             entry,
-            constants: constants.iter().map(|(k, v)| (k.to_string(), v.to_bits())).collect(),
+            constants: constants
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_bits()))
+                .collect(),
         };
-        if let Some(p) = self.pipelines.pipelines.lock().expect("pipeline cache poisoned").get(&key) {
+        if let Some(p) = self
+            .pipelines
+            .pipelines
+            .lock()
+            .expect("pipeline cache poisoned")
+            .get(&key)
+        {
             return Ok(p.clone());
         }
         let (module, bgl) = self.module(shader)?;
         let consts: Vec<(&str, f64)> = constants.to_vec();
         let label = format!("{shader}::{entry}");
         let p = self.scoped(&format!("building pipeline {label} {constants:?}"), || {
-            let layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(&label),
-                bind_group_layouts: &[Some(&bgl)],
-                immediate_size: 0,
-            });
-            self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(&label),
-                layout: Some(&layout),
-                module: &module,
-                entry_point: Some(entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &consts,
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            })
+            let layout = self
+                .device
+                .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some(&label),
+                    bind_group_layouts: &[Some(&bgl)],
+                    immediate_size: 0,
+                });
+            self.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(&label),
+                    layout: Some(&layout),
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &consts,
+                        zero_initialize_workgroup_memory: false,
+                    },
+                    cache: None,
+                })
         })?;
         let p = Arc::new(p);
         self.pipelines

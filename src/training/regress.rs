@@ -36,7 +36,13 @@ pub struct Regressor {
 }
 
 impl Regressor {
-    pub fn new(ctx: &GpuContext, cfg: MlpConfig, weights: &MlpWeights, batch: usize, adam: AdamConfig) -> GpuResult<Self> {
+    pub fn new(
+        ctx: &GpuContext,
+        cfg: MlpConfig,
+        weights: &MlpWeights,
+        batch: usize,
+        adam: AdamConfig,
+    ) -> GpuResult<Self> {
         let mlp = Mlp::new(ctx, cfg.clone(), weights)?;
         let plan = MlpPlan::new(ctx, &mlp, batch)?;
         let adam = Adam::new(ctx, adam, &mlp.params, &mlp.grads)?;
@@ -44,13 +50,40 @@ impl Regressor {
         let row_loss = ctx.tensor_zeros("row-loss", batch)?;
         let loss_acc = ctx.tensor_zeros("loss-acc", 1)?;
         let lp = ctx.uniform("loss-params", &LossParams::new(batch, cfg.out_dim));
-        let rp = ctx.uniform("reduce-params", &ReduceParams { rows: batch as u32, cols: 1, stride: 1, _pad: 0 });
+        let rp = ctx.uniform(
+            "reduce-params",
+            &ReduceParams {
+                rows: batch as u32,
+                cols: 1,
+                stride: 1,
+                _pad: 0,
+            },
+        );
         let mut step = plan.forward.clone();
-        step.push(loss::mse(ctx, &lp, batch, &plan.y, &truth, &plan.dy, &row_loss)?);
-        step.push(reduce::reduce_cols(ctx, &rp, 1, ReduceOp::Sum, true, &row_loss, &loss_acc)?);
+        step.push(loss::mse(
+            ctx, &lp, batch, &plan.y, &truth, &plan.dy, &row_loss,
+        )?);
+        step.push(reduce::reduce_cols(
+            ctx,
+            &rp,
+            1,
+            ReduceOp::Sum,
+            true,
+            &row_loss,
+            &loss_acc,
+        )?);
         step.extend(plan.backward.iter().cloned());
         step.extend(adam.dispatches().into_iter().cloned());
-        Ok(Regressor { ctx: ctx.clone(), mlp, plan, adam, truth, loss_acc, step_dispatches: step, _keep: (row_loss, vec![lp, rp]) })
+        Ok(Regressor {
+            ctx: ctx.clone(),
+            mlp,
+            plan,
+            adam,
+            truth,
+            loss_acc,
+            step_dispatches: step,
+            _keep: (row_loss, vec![lp, rp]),
+        })
     }
 
     /// One optimizer step on a batch (`x` rows × in_dim, `y` rows × out_dim, unpadded), one submit.
@@ -81,7 +114,8 @@ impl Regressor {
             let m = rows.min(n - start);
             let mut chunk = x[start * c.in_dim..(start + m) * c.in_dim].to_vec();
             chunk.resize(rows * c.in_dim, 0.0);
-            self.ctx.write(&self.plan.x, 0, &pack(&chunk, rows, c.in_dim))?;
+            self.ctx
+                .write(&self.plan.x, 0, &pack(&chunk, rows, c.in_dim))?;
             self.ctx.run(&fwd)?;
             let y = unpack(&self.ctx.read::<f32>(&self.plan.y)?, rows, c.out_dim);
             out.extend_from_slice(&y[..m * c.out_dim]);
@@ -91,7 +125,11 @@ impl Regressor {
 }
 
 pub fn mse(pred: &[f64], truth: &[f64]) -> f64 {
-    pred.iter().zip(truth).map(|(p, t)| (p - t) * (p - t)).sum::<f64>() / pred.len() as f64
+    pred.iter()
+        .zip(truth)
+        .map(|(p, t)| (p - t) * (p - t))
+        .sum::<f64>()
+        / pred.len() as f64
 }
 
 #[derive(Clone, Debug)]
@@ -142,5 +180,11 @@ pub fn run_regression(
         report.push((epoch, l));
     }
     let test_mse = mse(&reg.predict(&xte)?, &yte);
-    Ok(RegressReport { epochs: report, untrained_test_mse, test_mse, seconds: start.elapsed().as_secs_f64(), steps })
+    Ok(RegressReport {
+        epochs: report,
+        untrained_test_mse,
+        test_mse,
+        seconds: start.elapsed().as_secs_f64(),
+        steps,
+    })
 }

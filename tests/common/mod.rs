@@ -9,8 +9,11 @@ use std::sync::OnceLock;
 pub fn ctx() -> &'static GpuContext {
     static CTX: OnceLock<GpuContext> = OnceLock::new();
     CTX.get_or_init(|| {
-        let opts = AdapterOptions::default().with_env().expect("bad WGPU_* environment");
-        let ctx = GpuContext::new(&opts).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"));
+        let opts = AdapterOptions::default()
+            .with_env()
+            .expect("bad WGPU_* environment");
+        let ctx =
+            GpuContext::new(&opts).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"));
         eprintln!("test adapter: {}", ctx.summary().one_line());
         ctx
     })
@@ -21,7 +24,9 @@ pub fn rng(seed: u64) -> StdRng {
 }
 
 pub fn randn(rng: &mut StdRng, n: usize, scale: f64) -> Vec<f64> {
-    (0..n).map(|_| (rng.random::<f64>() * 2.0 - 1.0) * scale).collect()
+    (0..n)
+        .map(|_| (rng.random::<f64>() * 2.0 - 1.0) * scale)
+        .collect()
 }
 
 /// Largest |a − b| / (atol + rtol·|b|); ≤ 1 means within tolerance.
@@ -42,7 +47,13 @@ pub fn assert_close(what: &str, got: &[f64], want: &[f64], atol: f64, rtol: f64)
             .zip(want)
             .enumerate()
             .map(|(i, (x, y))| (i, (x - y).abs() / (atol + rtol * y.abs())))
-            .fold((0, 0.0), |m, (i, v)| if v > m.1 || v.is_nan() { (i, v) } else { m });
-        panic!("{what}: mismatch at {i}: got {} want {} (err ratio {e})", got[i], want[i]);
+            .fold(
+                (0, 0.0),
+                |m, (i, v)| if v > m.1 || v.is_nan() { (i, v) } else { m },
+            );
+        panic!(
+            "{what}: mismatch at {i}: got {} want {} (err ratio {e})",
+            got[i], want[i]
+        );
     }
 }
