@@ -1,4 +1,6 @@
-// Column reductions over a batch: input [rows, cols] (row stride `stride` floats), output [cols].
+// Column reductions over a batch: element (r, c) of the input is x[r * stride + c * col_stride]
+// (row-major matrices: col_stride 1; per-model rows laid model after model: stride 1,
+// col_stride rows), output [cols].
 // OP: 0 sum, 1 mean, 2 max, 3 log-sum-exp.  One workgroup per column; each invocation folds a
 // strided slice of rows, then a tree in workgroup memory combines the partial results.
 // Log-sum-exp keeps a running (max, sum of exp(x - max)) pair, so it is one pass and never overflows.
@@ -7,7 +9,7 @@ struct ReduceParams {
     rows: u32,
     cols: u32,
     stride: u32,
-    _pad: u32,
+    col_stride: u32,
 }
 
 override OP: u32 = 0u;
@@ -42,7 +44,7 @@ fn reduce_cols(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
     }
     if (c < p.cols) {
         for (var r = t; r < p.rows; r = r + WG) {
-            let v = x[r * p.stride + c];
+            let v = x[r * p.stride + c * p.col_stride];
             switch OP {
                 case 2u: { a = max(a, v); }
                 case 3u: {

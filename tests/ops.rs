@@ -33,12 +33,7 @@ fn reductions_match_cpu_on_ragged_sizes() {
             let out = ctx.tensor_zeros("out", cols).unwrap();
             let p = ctx.uniform(
                 "p",
-                &ReduceParams {
-                    rows: rows as u32,
-                    cols: cols as u32,
-                    stride: stride as u32,
-                    _pad: 0,
-                },
+                &ReduceParams::row_major(rows, cols, stride),
             );
             let d = reduce::reduce_cols(ctx, &p, cols, op, false, &xt, &out).unwrap();
             ctx.run(&[&d]).unwrap();

@@ -1,6 +1,7 @@
 //! Command-line front end: argument parsing, adapter selection, and the subcommands.
 
 mod bench;
+mod c2st;
 mod info;
 mod regress;
 
@@ -59,6 +60,8 @@ enum Command {
     Info(info::InfoArgs),
     /// Throughput benchmarks
     Bench(bench::BenchArgs),
+    /// Classifier two-sample test (sbibm's C2ST) between two sample files, on the GPU
+    C2st(c2st::C2stArgs),
     /// Train a residual MLP on the GPU to regress a known function (a smoke test of the kernels)
     Regress(regress::RegressArgs),
 }
@@ -73,5 +76,6 @@ pub fn run() -> Result<()> {
         Command::Info(a) => info::run(&cli.gpu, a),
         Command::Bench(a) => bench::run(&cli.gpu, a),
         Command::Regress(a) => regress::run(&cli.gpu, a),
+        Command::C2st(a) => c2st::run(&cli.gpu, a),
     }
 }

@@ -236,7 +236,8 @@ pub fn samples_from_bytes(bytes: &[u8], name: impl AsRef<Path>) -> Result<Array2
                 cols: 1,
                 data: a.data,
             },
-            [r, c] => Array2 {
+            // (1, n, d) is what `sample` writes for a single observation.
+            [r, c] | [1, r, c] => Array2 {
                 rows: *r,
                 cols: *c,
                 data: a.data,
@@ -280,7 +281,8 @@ pub fn observation_rows_from_bytes(bytes: &[u8], name: impl AsRef<Path>) -> Resu
                 cols: *n,
                 data: a.data,
             },
-            [r, c] => Array2 {
+            // (1, n, d) is what `sample` writes for a single observation.
+            [r, c] | [1, r, c] => Array2 {
                 rows: *r,
                 cols: *c,
                 data: a.data,
@@ -374,6 +376,10 @@ mod tests {
         assert_eq!(e, "n.csv: non-finite value NaN at row 1, column 2");
         let one_d = super::super::npy::npy_bytes_f64(&[3], &[1.0, 2.0, 3.0]).unwrap();
         assert_eq!(samples_from_bytes(&one_d, "s.npy").unwrap().shape(), [3, 1]);
+        let one_obs = super::super::npy::npy_bytes_f64(&[1, 2, 2], &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        assert_eq!(samples_from_bytes(&one_obs, "s.npy").unwrap().shape(), [2, 2]);
+        let two_obs = super::super::npy::npy_bytes_f64(&[2, 1, 2], &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        assert!(samples_from_bytes(&two_obs, "s.npy").is_err());
         assert_eq!(
             observation_rows_from_bytes(&one_d, "o.npy")
                 .unwrap()

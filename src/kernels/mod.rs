@@ -5,6 +5,7 @@ pub mod activation;
 pub mod adam;
 pub mod dense;
 pub mod elementwise;
+pub mod gather;
 pub mod layout;
 pub mod loss;
 pub mod reduce;

@@ -25,7 +25,19 @@ pub struct ReduceParams {
     pub rows: u32,
     pub cols: u32,
     pub stride: u32,
-    pub _pad: u32,
+    pub col_stride: u32,
+}
+
+impl ReduceParams {
+    /// A row-major matrix with row stride `stride`.
+    pub fn row_major(rows: usize, cols: usize, stride: usize) -> Self {
+        ReduceParams { rows: rows as u32, cols: cols as u32, stride: stride as u32, col_stride: 1 }
+    }
+
+    /// `cols` blocks of `rows` contiguous values (per-model batch losses): one result per block.
+    pub fn blocks(rows: usize, cols: usize) -> Self {
+        ReduceParams { rows: rows as u32, cols: cols as u32, stride: 1, col_stride: rows as u32 }
+    }
 }
 
 /// Reduces the first `cols` columns of `x` (`rows` rows, row stride `stride` floats) into `out[cols]`.

@@ -61,6 +61,11 @@ pub const SHADERS: &[ShaderDef] = &[
         slots: &[U, W],
     },
     ShaderDef {
+        name: "gather",
+        source: include_str!("../../shaders/gather.wgsl"),
+        slots: &[U, R, R, R, R, W, W],
+    },
+    ShaderDef {
         name: "loss",
         source: include_str!("../../shaders/loss.wgsl"),
         slots: &[U, R, R, W, W],

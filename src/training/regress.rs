@@ -52,12 +52,7 @@ impl Regressor {
         let lp = ctx.uniform("loss-params", &LossParams::new(batch, cfg.out_dim));
         let rp = ctx.uniform(
             "reduce-params",
-            &ReduceParams {
-                rows: batch as u32,
-                cols: 1,
-                stride: 1,
-                _pad: 0,
-            },
+            &ReduceParams::row_major(batch, 1, 1),
         );
         let mut step = plan.forward.clone();
         step.push(loss::mse(

@@ -1,0 +1,3 @@
+//! Metrics of posterior quality.
+
+pub mod c2st;
