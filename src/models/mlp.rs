@@ -15,6 +15,7 @@
 use crate::kernels::dense::{self, DenseParams};
 use crate::kernels::layout::{pack_weight, pad4, unpack};
 use crate::kernels::Activation;
+use super::arena::{ArenaLayout, ParamArena};
 use crate::runtime::{Dispatch, GpuContext, GpuResult, GpuTensor};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -35,9 +36,6 @@ pub struct MlpConfig {
     #[serde(default = "yes")]
     pub residual: bool,
 }
-
-/// Arena alignment in elements: 256 bytes, the usual storage-offset alignment.
-const ALIGN: usize = 64;
 
 /// One dense layer's place in the arena.
 #[derive(Clone, Debug)]
@@ -176,27 +174,29 @@ impl Mlp {
     }
 
     /// One model per entry of `weights`, all trained in the same launches.
-    pub fn new_batched(
-        ctx: &GpuContext,
-        config: MlpConfig,
-        weights: &[MlpWeights],
-    ) -> GpuResult<Self> {
-        let align_elems = (ctx.limits.min_storage_buffer_offset_alignment as usize / 4).max(ALIGN);
-        let (slots, model_len) = config.arena_layout(align_elems);
-        let arena: Vec<f32> = weights
-            .iter()
-            .flat_map(|w| w.to_arena(&slots, model_len))
-            .collect();
-        let params = ctx.tensor_from("mlp-params", &arena)?;
-        let grads = ctx.tensor_zeros("mlp-grads", arena.len())?;
-        Ok(Mlp {
-            config,
-            models: weights.len(),
-            slots,
-            model_len,
-            params,
-            grads,
-        })
+    pub fn new_batched(ctx: &GpuContext, config: MlpConfig, weights: &[MlpWeights]) -> GpuResult<Self> {
+        let align = ArenaLayout::new(ctx).align;
+        let arena = ParamArena::new(ctx, &Self::init_arena(&config, weights, align))?;
+        Ok(Self::from_views(config, weights.len(), arena.params, arena.grads, align))
+    }
+
+    /// Floats one model occupies in an arena aligned to `align` floats.
+    pub fn model_len(config: &MlpConfig, align: usize) -> usize {
+        config.arena_layout(align).1
+    }
+
+    /// The arena contents for `weights` (one block per model).
+    pub fn init_arena(config: &MlpConfig, weights: &[MlpWeights], align: usize) -> Vec<f32> {
+        let (slots, len) = config.arena_layout(align);
+        weights.iter().flat_map(|w| w.to_arena(&slots, len)).collect()
+    }
+
+    /// Networks whose parameters and gradients are views into an arena owned elsewhere
+    /// (length `models · model_len(config, align)` each).
+    pub fn from_views(config: MlpConfig, models: usize, params: GpuTensor, grads: GpuTensor, align: usize) -> Self {
+        let (slots, model_len) = config.arena_layout(align);
+        assert!(params.len >= models * model_len && grads.len >= models * model_len, "arena block too small for the MLP");
+        Mlp { config, models, slots, model_len, params, grads }
     }
 
     fn unpack_models(&self, arena: &[f32]) -> Vec<MlpWeights> {

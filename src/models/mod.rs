@@ -1,2 +1,3 @@
 //! Networks built from the kernels.
+pub mod arena;
 pub mod mlp;
