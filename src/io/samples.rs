@@ -246,7 +246,7 @@ pub fn samples_from_bytes(bytes: &[u8], name: impl AsRef<Path>) -> Result<Array2
                 return Err(IoError::new(
                     name,
                     ErrorKind::Shape(format!(
-                        "samples must be 1-D or 2-D (samples × dims), got shape {}",
+                        "samples must be 1-D, 2-D (samples × dims) or 1 × samples × dims, got shape {}",
                         fmt_shape(s)
                     )),
                 ))
@@ -386,11 +386,11 @@ mod tests {
                 .shape(),
             [1, 3]
         );
-        let three_d = super::super::npy::npy_bytes_f64(&[1, 1, 1], &[1.0]).unwrap();
-        let e = samples_from_bytes(&three_d, "t.npy")
+        let four_d = super::super::npy::npy_bytes_f64(&[1, 1, 1, 1], &[1.0]).unwrap();
+        let e = samples_from_bytes(&four_d, "t.npy")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("got shape 1×1×1"), "{e}");
+        assert!(e.contains("got shape 1×1×1×1"), "{e}");
     }
 
     #[test]
