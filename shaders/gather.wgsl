@@ -4,6 +4,7 @@
 //   x_out[m, r, :] = data[perm[m, (b * rows + r) mod n_train], :]   with b = counter mod steps
 //   y_out[m, r, 0] = labels[the same index]
 // A last, partial batch wraps around to the start of the permutation.
+// gather_rows does the same without labels (labels and y_out are then unused).
 
 struct GatherParams {
     rows: u32,       // batch rows per model
@@ -40,4 +41,19 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         x_out[t * p.d4 + j] = data[idx * p.d4 + j];
     }
     y_out[t] = vec4<f32>(labels[idx], 0.0, 0.0, 0.0);
+}
+
+@compute @workgroup_size(WG)
+fn gather_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = gid.x + gid.y * nwg.x * WG;
+    if (t >= p.rows * p.models) {
+        return;
+    }
+    let m = t / p.rows;
+    let r = t % p.rows;
+    let b = counter[0] % p.steps;
+    let idx = perm[m * p.n_train + (b * p.rows + r) % p.n_train];
+    for (var j = 0u; j < p.d4; j = j + 1u) {
+        x_out[t * p.d4 + j] = data[idx * p.d4 + j];
+    }
 }

@@ -5,9 +5,11 @@
 //! with a CPU f64 reference beside it), [`models`] (networks built from kernels), [`training`].
 
 pub mod bench;
+pub mod error;
 pub mod evaluation;
 pub mod io;
 pub mod kernels;
 pub mod models;
 pub mod runtime;
+pub mod sampling;
 pub mod training;

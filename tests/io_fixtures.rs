@@ -145,7 +145,7 @@ fn sbibm_csv_and_bz2_samples() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("f32_c_3d.npy: samples must be 1-D or 2-D"),
+        e.contains("f32_c_3d.npy: samples must be 1-D, 2-D (samples × dims) or 1 × samples × dims, got shape 2×3×4"),
         "{e}"
     );
 }

@@ -2,8 +2,12 @@
 
 mod bench;
 mod c2st;
+mod observation;
+mod tasks;
 mod info;
 mod regress;
+mod sample;
+mod train;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -62,6 +66,16 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Classifier two-sample test (sbibm's C2ST) between two sample files, on the GPU
     C2st(c2st::C2stArgs),
+    /// The whole path on a built-in default: simulate two_moons, train, sample, score by C2ST
+    Quickstart(train::QuickstartArgs),
+    /// Train a posterior on simulations of a benchmark task
+    Train(train::TrainArgs),
+    /// Draw samples from a trained posterior
+    Sample(sample::SampleArgs),
+    /// Simulate a benchmark task: prior draws and simulator outputs to an .npz (theta, x)
+    Simulate(tasks::SimulateArgs),
+    /// Reference posterior samples of a benchmark task for an observation
+    Reference(tasks::ReferenceArgs),
     /// Train a residual MLP on the GPU to regress a known function (a smoke test of the kernels)
     Regress(regress::RegressArgs),
 }
@@ -77,5 +91,10 @@ pub fn run() -> Result<()> {
         Command::Bench(a) => bench::run(&cli.gpu, a),
         Command::Regress(a) => regress::run(&cli.gpu, a),
         Command::C2st(a) => c2st::run(&cli.gpu, a),
+        Command::Simulate(a) => tasks::simulate(a),
+        Command::Train(a) => train::run(&cli.gpu, a),
+        Command::Quickstart(a) => train::quickstart(&cli.gpu, a),
+        Command::Sample(a) => sample::run(&cli.gpu, a),
+        Command::Reference(a) => tasks::reference(a),
     }
 }

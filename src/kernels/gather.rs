@@ -46,3 +46,24 @@ pub fn gather_batch(
         groups_1d((p.rows * p.models) as usize, WG),
     )
 }
+
+/// As [`gather_batch`] without labels: `x_out[m, r] = data[perm[m, (b·rows + r) mod n_train]]`.
+#[allow(clippy::too_many_arguments)]
+pub fn gather_rows(
+    ctx: &GpuContext,
+    params: &wgpu::Buffer,
+    p: &GatherParams,
+    data: &GpuTensor,
+    perm: &GpuTensor,
+    counter: &GpuTensor,
+    x_out: &GpuTensor,
+) -> GpuResult<Dispatch> {
+    let (dr, dw) = ctx.dummies()?;
+    ctx.dispatch(
+        "gather",
+        "gather_rows",
+        &[("WG", WG as f64)],
+        &[Bind::U(params), Bind::T(data), Bind::T(dr), Bind::T(perm), Bind::T(counter), Bind::T(x_out), Bind::T(dw)],
+        groups_1d((p.rows * p.models) as usize, WG),
+    )
+}

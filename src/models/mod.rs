@@ -1,3 +1,5 @@
 //! Networks built from the kernels.
 pub mod arena;
+pub mod flow;
 pub mod mlp;
+pub mod posterior;

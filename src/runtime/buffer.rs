@@ -207,6 +207,23 @@ impl GpuContext {
     }
 }
 
+impl GpuContext {
+    /// Copies `src` into `dst` on the GPU (same length), as its own submission.
+    pub fn copy(&self, src: &GpuTensor, dst: &GpuTensor) -> GpuResult<()> {
+        if src.len != dst.len {
+            return Err(GpuError::InvalidArgument(format!(
+                "copy '{}' ({}) into '{}' ({}): lengths differ",
+                src.label, src.len, dst.label, dst.len
+            )));
+        }
+        self.scoped(&format!("copying '{}' to '{}'", src.label, dst.label), || {
+            let mut enc = self.device.create_command_encoder(&Default::default());
+            enc.copy_buffer_to_buffer(&src.buffer, (src.offset * 4) as u64, &dst.buffer, (dst.offset * 4) as u64, src.bytes());
+            self.queue.submit([enc.finish()]);
+        })
+    }
+}
+
 /// Workgroup counts for `n` invocations of a 1-D kernel with workgroup size `wg`, folded into
 /// two dimensions when the count exceeds the per-dimension limit (kernels rebuild the flat id).
 pub fn groups_1d(n: usize, wg: u32) -> [u32; 3] {

@@ -70,6 +70,23 @@ pub const SHADERS: &[ShaderDef] = &[
         source: include_str!("../../shaders/loss.wgsl"),
         slots: &[U, R, R, W, W],
     },
+    ShaderDef {
+        name: "flow_rows",
+        source: concat!(
+            include_str!("../../shaders/lib/philox.wgsl"),
+            include_str!("../../shaders/lib/flow_common.wgsl"),
+            include_str!("../../shaders/flow_rows.wgsl")
+        ),
+        slots: &[U, R, R, R, R, W, W, W],
+    },
+    ShaderDef {
+        name: "flow_wgrad",
+        source: concat!(
+            include_str!("../../shaders/lib/flow_common.wgsl"),
+            include_str!("../../shaders/flow_wgrad.wgsl")
+        ),
+        slots: &[U, R, R, R, R, W],
+    },
 ];
 
 pub fn shader_def(name: &str) -> GpuResult<&'static ShaderDef> {

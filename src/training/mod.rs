@@ -1,2 +1,4 @@
 //! Training loops.
+pub mod npe;
+pub mod preprocess;
 pub mod regress;

@@ -1,0 +1,490 @@
+// Conditional MADE flows, per-row passes (requires lib/philox.wgsl and lib/flow_common.wgsl).
+// Each invocation carries 4 rows through every transform and every MADE layer in registers and
+// private memory; weights are read with addresses that are the same for every invocation (cheap
+// on CPU adapters, broadcast on GPUs). One launch per pass:
+//   forward:  theta -> log q(theta | c), writing the tape the backward pass reads
+//   backward: tape -> dL/d(pre-activations), dL/d(MADE outputs) (for flow_wgrad), dL/dcontext
+//   sample:   z (Philox or a buffer) -> theta by inverting every transform, and log q(theta | c)
+//
+// Tape (vec4 units), rows R:  XS = 0: x_t, t = 0..T      [(T+1), R, D4]   (x_0 = theta, x_T = z)
+//                             HS: hidden activations       [T, L, R, H4]
+//                             ZS: pre-activations (NEED_Z)  [T, L, R, H4]
+//                             OS: raw MADE outputs         [T, R, NO4]
+// Gradient tape:              DZ = 0: dL/dz of hidden layers [T, L, R, H4];  DO: dL/d(outputs) [T, R, NO4]
+
+@group(0) @binding(0) var<uniform> p: FlowParams;
+@group(0) @binding(1) var<storage, read> prm: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> in_a: array<vec4<f32>>;     // forward: theta; backward: tape; sample: z (Z_BUF)
+@group(0) @binding(3) var<storage, read> in_b: array<vec4<f32>>;     // context [rows or 1, E4]
+@group(0) @binding(4) var<storage, read> in_w: array<f32>;           // backward: per-row weights (ROW_W)
+@group(0) @binding(5) var<storage, read_write> out_a: array<vec4<f32>>; // forward: tape; backward: gradient tape; sample: theta
+@group(0) @binding(6) var<storage, read_write> out_b: array<vec4<f32>>; // backward: dL/dcontext [rows, E4]
+@group(0) @binding(7) var<storage, read_write> out_f: array<f32>;       // forward, sample: log q [rows]
+
+override WG: u32 = 64u;
+override Z_BUF: bool = false;  // sample: z from in_a [rows, D4] instead of the Philox stream
+override ROW_W: bool = false;  // backward: L = scale * sum_r w_r * (-log q_r) with w from in_w
+override TAPE: bool = true;    // forward: write the tape (off for evaluation only)
+
+var<private> xd: array<vec4<f32>, MAXD>;        // current x, one vec4 (4 rows) per dim
+var<private> yd: array<vec4<f32>, MAXD>;        // sample: the transform's output being inverted
+var<private> gx: array<vec4<f32>, MAXD>;        // backward: dL/dx_{t+1}
+var<private> gn: array<vec4<f32>, MAXD>;        // backward: dL/dx_t
+var<private> xu: array<mat4x4<f32>, MAXD4>;     // x as unit-major tiles
+var<private> cu: array<mat4x4<f32>, MAXE4>;     // context tiles
+var<private> dcu: array<mat4x4<f32>, MAXE4>;    // backward: dL/dcontext
+var<private> hb: array<mat4x4<f32>, MAXH4>;     // activations of the current hidden layer
+var<private> zb: array<mat4x4<f32>, MAXH4>;     // pre-activations / backward: dL/dz
+var<private> db: array<mat4x4<f32>, MAXH4>;     // backward: dL/dh
+var<private> ob: array<mat4x4<f32>, MAXO4>;     // output tiles
+
+fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * WG;
+}
+
+fn rows4(r0: u32) -> vec4<u32> {
+    let last = p.rows - 1u;
+    return vec4<u32>(r0, min(r0 + 1u, last), min(r0 + 2u, last), min(r0 + 3u, last));
+}
+
+// Weight tile: rows row..row+3, vec4 column cb, of a layer at `base` with n4 columns.
+fn wtile(base: u32, row: u32, n4: u32, cb: u32) -> mat4x4<f32> {
+    let i = base + row * n4 + cb;
+    return mat4x4<f32>(prm[i], prm[i + n4], prm[i + 2u * n4], prm[i + 3u * n4]);
+}
+
+fn btile(i: u32) -> mat4x4<f32> {
+    let b = prm[i];
+    return mat4x4<f32>(b, b, b, b);
+}
+
+fn cols_mask(v: vec4<f32>, block: u32, n: u32) -> vec4<f32> {
+    let c = vec4<u32>(block * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
+    return select(vec4<f32>(0.0), v, c < vec4<u32>(n));
+}
+
+// ---- tape addressing (vec4 index of row r, block b) ----
+fn t_xs(t: u32, r: u32, b: u32) -> u32 {
+    return (t * p.rows + r) * D4 + b;
+}
+fn t_hs(t: u32, l: u32, r: u32, b: u32) -> u32 {
+    return (T + 1u) * p.rows * D4 + ((t * L + l) * p.rows + r) * H4 + b;
+}
+fn t_zs(t: u32, l: u32, r: u32, b: u32) -> u32 {
+    return t_hs(t, l, r, b) + T * L * p.rows * H4;
+}
+fn t_os(t: u32, r: u32, b: u32) -> u32 {
+    let zs = select(0u, T * L * p.rows * H4, NEED_Z);
+    return (T + 1u) * p.rows * D4 + T * L * p.rows * H4 + zs + (t * p.rows + r) * NO4 + b;
+}
+fn g_dz(t: u32, l: u32, r: u32, b: u32) -> u32 {
+    return ((t * L + l) * p.rows + r) * H4 + b;
+}
+fn g_do(t: u32, r: u32, b: u32) -> u32 {
+    return T * L * p.rows * H4 + (t * p.rows + r) * NO4 + b;
+}
+
+fn store_tile(idx0: u32, stride: u32, r0: u32, v: mat4x4<f32>) {
+    for (var c = 0u; c < 4u; c++) {
+        if (r0 + c < p.rows) {
+            out_a[idx0 + c * stride] = v[c];
+        }
+    }
+}
+
+fn load_context(rr: vec4<u32>) {
+    let cr = rr * p.ctx_step;
+    for (var ib = 0u; ib < E4; ib++) {
+        cu[ib] = mat4x4<f32>(
+            cols_mask(in_b[cr.x * E4 + ib], ib, E),
+            cols_mask(in_b[cr.y * E4 + ib], ib, E),
+            cols_mask(in_b[cr.z * E4 + ib], ib, E),
+            cols_mask(in_b[cr.w * E4 + ib], ib, E));
+    }
+}
+
+// xd <- rows of a [rows, D4] block tensor at vec4 index base + r * D4.
+fn load_x_tape(t: u32, rr: vec4<u32>) {
+    for (var ib = 0u; ib < D4; ib++) {
+        let u = mat4x4<f32>(in_a[t_xs(t, rr.x, ib)], in_a[t_xs(t, rr.y, ib)],
+                            in_a[t_xs(t, rr.z, ib)], in_a[t_xs(t, rr.w, ib)]);
+        let x = transpose(u);
+        for (var c = 0u; c < 4u; c++) {
+            xd[4u * ib + c] = x[c];
+        }
+    }
+}
+
+fn x_tile(ib: u32) -> mat4x4<f32> {
+    return transpose(mat4x4<f32>(xd[4u * ib], xd[4u * ib + 1u], xd[4u * ib + 2u], xd[4u * ib + 3u]));
+}
+
+fn store_x(t: u32, r0: u32) {
+    for (var ib = 0u; ib < D4; ib++) {
+        store_tile(t_xs(t, r0, ib), D4, r0, x_tile(ib));
+    }
+}
+
+// The hidden layers of transform t's MADE on xd and the context: hb = last hidden activations.
+fn made_hidden(t: u32, tape: bool, r0: u32) {
+    let tb = t * TS;
+    for (var ib = 0u; ib < D4; ib++) {
+        xu[ib] = x_tile(ib);
+    }
+    let bias0 = tb + 4u * (D4 + E4) * H4;
+    for (var jb = 0u; jb < H4; jb++) {
+        var acc = btile(bias0 + jb);
+        for (var ib = 0u; ib < D4; ib++) {
+            acc += wtile(tb, 4u * ib, H4, jb) * xu[ib];
+        }
+        for (var ib = 0u; ib < E4; ib++) {
+            acc += wtile(tb, 4u * (D4 + ib), H4, jb) * cu[ib];
+        }
+        zb[jb] = acc;
+    }
+    for (var l = 0u; l < L + nz; l++) {
+        if (l > 0u) {
+            let base = tb + SIZE0 + (l - 1u) * SIZEH;
+            let bb = base + 4u * H4 * H4;
+            for (var jb = 0u; jb < H4; jb++) {
+                var acc = btile(bb + jb);
+                for (var ib = 0u; ib < H4; ib++) {
+                    acc += wtile(base, 4u * ib, H4, jb) * hb[ib];
+                }
+                zb[jb] = acc;
+            }
+        }
+        for (var jb = 0u; jb < H4; jb++) {
+            let z = zb[jb];
+            let h = mat4x4<f32>(flow_act4(z[0]), flow_act4(z[1]), flow_act4(z[2]), flow_act4(z[3]));
+            hb[jb] = h;
+            if (tape) {
+                store_tile(t_hs(t, l, r0, jb), H4, r0, h);
+                if (NEED_Z) {
+                    store_tile(t_zs(t, l, r0, jb), H4, r0, z);
+                }
+            }
+        }
+    }
+}
+
+// Output tile cb of transform t's MADE from hb.
+fn made_out(t: u32, cb: u32) -> mat4x4<f32> {
+    let base = t * TS + SIZE0 + (L - 1u) * SIZEH;
+    var acc = btile(base + 4u * H4 * NO4 + cb);
+    for (var ib = 0u; ib < H4; ib++) {
+        acc += wtile(base, 4u * ib, NO4, cb) * hb[ib];
+    }
+    return acc;
+}
+
+// Applies transform t to xd (theta -> z direction); returns its log|det| per row.
+fn transform_forward(t: u32, tape: bool, r0: u32) -> vec4<f32> {
+    var ld = vec4<f32>(0.0);
+    if (KIND == 0u) {
+        for (var cb = 0u; cb < NO4; cb++) {
+            let o = made_out(t, cb);
+            if (tape) {
+                store_tile(t_os(t, r0, cb), NO4, r0, o);
+            }
+            let ot = transpose(o);
+            for (var hh = 0u; hh < 2u; hh++) {
+                let i = 2u * cb + hh;
+                if (i < D) {
+                    let alpha = ALPHA_MAX * soft_clamp_t(ot[2u * hh + 1u]);
+                    xd[i] = (xd[i] - ot[2u * hh]) * exp(-alpha);
+                    ld -= alpha;
+                }
+            }
+        }
+    } else {
+        for (var i = 0u; i < D + nz; i++) {
+            for (var q = 0u; q < PS4; q++) {
+                let o = made_out(t, i * PS4 + q);
+                if (tape) {
+                    store_tile(t_os(t, r0, i * PS4 + q), NO4, r0, o);
+                }
+                let ot = transpose(o);
+                for (var c = 0u; c < 4u; c++) {
+                    sp_raw[4u * q + c] = ot[c];
+                }
+            }
+            rq_knots();
+            let r = rq_forward(xd[i]);
+            xd[i] = r.y;
+            ld += r.ld;
+        }
+    }
+    return ld;
+}
+
+fn log_normal(n: u32) -> vec4<f32> {
+    var s = vec4<f32>(-0.5 * f32(D) * LOG_2PI);
+    for (var i = 0u; i < n; i++) {
+        s -= 0.5 * xd[i] * xd[i];
+    }
+    return s;
+}
+
+fn store_rows_f(r0: u32, v: vec4<f32>) {
+    for (var c = 0u; c < 4u; c++) {
+        if (r0 + c < p.rows) {
+            out_f[r0 + c] = v[c];
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    nz = p.zero;
+    let r0 = flat_id(gid, nwg) * 4u;
+    if (r0 >= p.rows) {
+        return;
+    }
+    let rr = rows4(r0);
+    load_context(rr);
+    for (var ib = 0u; ib < D4; ib++) {
+        let u = mat4x4<f32>(
+            cols_mask(in_a[rr.x * D4 + ib], ib, D), cols_mask(in_a[rr.y * D4 + ib], ib, D),
+            cols_mask(in_a[rr.z * D4 + ib], ib, D), cols_mask(in_a[rr.w * D4 + ib], ib, D));
+        let x = transpose(u);
+        for (var c = 0u; c < 4u; c++) {
+            xd[4u * ib + c] = x[c];
+        }
+    }
+    var ld = vec4<f32>(0.0);
+    for (var t = 0u; t < T + nz; t++) {
+        if (TAPE) {
+            store_x(t, r0);
+        }
+        made_hidden(t, TAPE, r0);
+        ld += transform_forward(t, TAPE, r0);
+    }
+    if (TAPE) {
+        store_x(T, r0);
+    }
+    store_rows_f(r0, log_normal(D) + ld);
+}
+
+// Backward of transform t's elementwise map: reads xd (x_t), gx (dL/dx_{t+1}), the raw outputs;
+// writes gn (direct part of dL/dx_t), the output gradients to the gradient tape, and dL/dh of
+// the last hidden layer into db.
+fn transform_backward(t: u32, rr: vec4<u32>, r0: u32, wv: vec4<f32>) {
+    let base = t * TS + SIZE0 + (L - 1u) * SIZEH;
+    if (KIND == 0u) {
+        for (var cb = 0u; cb < NO4; cb++) {
+            let ot = transpose(mat4x4<f32>(in_a[t_os(t, rr.x, cb)], in_a[t_os(t, rr.y, cb)],
+                                           in_a[t_os(t, rr.z, cb)], in_a[t_os(t, rr.w, cb)]));
+            var dt = mat4x4<f32>();
+            for (var hh = 0u; hh < 2u; hh++) {
+                let i = 2u * cb + hh;
+                if (i < D) {
+                    let th = soft_clamp_t(ot[2u * hh + 1u]);
+                    let s = exp(-ALPHA_MAX * th);
+                    let z = (xd[i] - ot[2u * hh]) * s;
+                    let g = gx[i];
+                    dt[2u * hh] = -g * s;
+                    dt[2u * hh + 1u] = (-g * z - wv) * (1.0 - th * th);
+                    gn[i] = g * s;
+                }
+            }
+            ob[cb] = transpose(dt);
+            store_tile(g_do(t, r0, cb), NO4, r0, ob[cb]);
+        }
+        for (var ib = 0u; ib < H4; ib++) {
+            var acc = mat4x4<f32>();
+            for (var cb = 0u; cb < NO4; cb++) {
+                acc += transpose(wtile(base, 4u * ib, NO4, cb)) * ob[cb];
+            }
+            db[ib] = acc;
+        }
+    } else {
+        for (var ib = 0u; ib < H4 + nz; ib++) {
+            db[ib] = mat4x4<f32>();
+        }
+        for (var i = 0u; i < D + nz; i++) {
+            for (var q = 0u; q < PS4 + nz; q++) {
+                let cb = i * PS4 + q;
+                let ot = transpose(mat4x4<f32>(in_a[t_os(t, rr.x, cb)], in_a[t_os(t, rr.y, cb)],
+                                               in_a[t_os(t, rr.z, cb)], in_a[t_os(t, rr.w, cb)]));
+                for (var c = 0u; c < 4u; c++) {
+                    sp_raw[4u * q + c] = ot[c];
+                }
+            }
+            rq_knots();
+            gn[i] = rq_backward(xd[i], gx[i], wv);
+            for (var j = P; j < 4u * PS4; j++) {
+                sp_graw[j] = vec4<f32>(0.0);
+            }
+            for (var q = 0u; q < PS4 + nz; q++) {
+                ob[q] = transpose(mat4x4<f32>(sp_graw[4u * q], sp_graw[4u * q + 1u],
+                                              sp_graw[4u * q + 2u], sp_graw[4u * q + 3u]));
+                store_tile(g_do(t, r0, i * PS4 + q), NO4, r0, ob[q]);
+            }
+            for (var ib = 0u; ib < H4 + nz; ib++) {
+                var acc = db[ib];
+                for (var q = 0u; q < PS4 + nz; q++) {
+                    acc += transpose(wtile(base, 4u * ib, NO4, i * PS4 + q)) * ob[q];
+                }
+                db[ib] = acc;
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    nz = p.zero;
+    let r0 = flat_id(gid, nwg) * 4u;
+    if (r0 >= p.rows) {
+        return;
+    }
+    let rr = rows4(r0);
+    let valid = (vec4<u32>(r0) + vec4<u32>(0u, 1u, 2u, 3u)) < vec4<u32>(p.rows);
+    // dL/dlog q per row.
+    var wv = select(vec4<f32>(0.0), vec4<f32>(-p.scale), valid);
+    if (ROW_W) {
+        wv *= vec4<f32>(in_w[rr.x], in_w[rr.y], in_w[rr.z], in_w[rr.w]);
+    }
+    load_x_tape(T, rr);
+    for (var i = 0u; i < D; i++) {
+        gx[i] = -wv * xd[i];
+    }
+    for (var ib = 0u; ib < E4; ib++) {
+        dcu[ib] = mat4x4<f32>();
+    }
+    for (var tt = 0u; tt < T + nz; tt++) {
+        let t = T - 1u - tt;
+        let tb = t * TS;
+        load_x_tape(t, rr);
+        transform_backward(t, rr, r0, wv);
+        for (var ll = 0u; ll < L + nz; ll++) {
+            let l = L - 1u - ll;
+            // dz = dh * act'(z)
+            for (var jb = 0u; jb < H4; jb++) {
+                let h = mat4x4<f32>(in_a[t_hs(t, l, rr.x, jb)], in_a[t_hs(t, l, rr.y, jb)],
+                                    in_a[t_hs(t, l, rr.z, jb)], in_a[t_hs(t, l, rr.w, jb)]);
+                var z = h;
+                if (NEED_Z) {
+                    z = mat4x4<f32>(in_a[t_zs(t, l, rr.x, jb)], in_a[t_zs(t, l, rr.y, jb)],
+                                    in_a[t_zs(t, l, rr.z, jb)], in_a[t_zs(t, l, rr.w, jb)]);
+                }
+                let dfd = mat4x4<f32>(flow_act_df4(h[0], z[0]), flow_act_df4(h[1], z[1]),
+                                      flow_act_df4(h[2], z[2]), flow_act_df4(h[3], z[3]));
+                let dz = mat_mul_elem(db[jb], dfd);
+                zb[jb] = dz;
+                store_tile(g_dz(t, l, r0, jb), H4, r0, dz);
+            }
+            if (l > 0u) {
+                let base = tb + SIZE0 + (l - 1u) * SIZEH;
+                for (var ib = 0u; ib < H4; ib++) {
+                    var acc = mat4x4<f32>();
+                    for (var jb = 0u; jb < H4; jb++) {
+                        acc += transpose(wtile(base, 4u * ib, H4, jb)) * zb[jb];
+                    }
+                    db[ib] = acc;
+                }
+            }
+        }
+        // Layer 0: into x_t and the context.
+        for (var ib = 0u; ib < D4; ib++) {
+            var acc = mat4x4<f32>();
+            for (var jb = 0u; jb < H4; jb++) {
+                acc += transpose(wtile(tb, 4u * ib, H4, jb)) * zb[jb];
+            }
+            let g = transpose(acc);
+            for (var c = 0u; c < 4u; c++) {
+                let i = 4u * ib + c;
+                if (i < D) {
+                    gx[i] = gn[i] + g[c];
+                }
+            }
+        }
+        for (var ib = 0u; ib < E4; ib++) {
+            var acc = dcu[ib];
+            for (var jb = 0u; jb < H4; jb++) {
+                acc += transpose(wtile(tb, 4u * (D4 + ib), H4, jb)) * zb[jb];
+            }
+            dcu[ib] = acc;
+        }
+    }
+    for (var ib = 0u; ib < E4; ib++) {
+        for (var c = 0u; c < 4u; c++) {
+            if (r0 + c < p.rows) {
+                out_b[(r0 + c) * E4 + ib] = cols_mask(dcu[ib][c], ib, E);
+            }
+        }
+    }
+}
+
+// Standard normal number j of the Philox stream (as kernels::rng::RngStream::normal).
+fn philox_normal(j: u32) -> f32 {
+    let b = philox4x32_10(vec4<u32>(j / 4u, p.off_lo, p.off_hi, p.stream), vec2<u32>(p.key_lo, p.key_hi));
+    let lane = j % 4u;
+    let hi = lane >= 2u;
+    let n = box_muller(u32_to_unit(select(b.x, b.z, hi)), u32_to_unit(select(b.y, b.w, hi)));
+    return select(n.x, n.y, (lane & 1u) == 1u);
+}
+
+@compute @workgroup_size(WG)
+fn sample(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    nz = p.zero;
+    let r0 = flat_id(gid, nwg) * 4u;
+    if (r0 >= p.rows) {
+        return;
+    }
+    let rr = rows4(r0);
+    load_context(rr);
+    for (var i = 0u; i < MAXD; i++) {
+        xd[i] = vec4<f32>(0.0);
+    }
+    if (Z_BUF) {
+        for (var ib = 0u; ib < D4; ib++) {
+            let x = transpose(mat4x4<f32>(
+                cols_mask(in_a[rr.x * D4 + ib], ib, D), cols_mask(in_a[rr.y * D4 + ib], ib, D),
+                cols_mask(in_a[rr.z * D4 + ib], ib, D), cols_mask(in_a[rr.w * D4 + ib], ib, D)));
+            for (var c = 0u; c < 4u; c++) {
+                xd[4u * ib + c] = x[c];
+            }
+        }
+    } else {
+        for (var i = 0u; i < D; i++) {
+            xd[i] = vec4<f32>(philox_normal(rr.x * D + i), philox_normal(rr.y * D + i),
+                              philox_normal(rr.z * D + i), philox_normal(rr.w * D + i));
+        }
+    }
+    var lq = log_normal(D);
+    for (var tt = 0u; tt < T + nz; tt++) {
+        let t = T - 1u - tt;
+        for (var i = 0u; i < D; i++) {
+            yd[i] = xd[i];
+            xd[i] = vec4<f32>(0.0);
+        }
+        for (var k = 1u; k <= D + nz; k++) {
+            let i = dim_of_degree(t, k);
+            made_hidden(t, false, r0);
+            if (KIND == 0u) {
+                let ot = transpose(made_out(t, i / 2u));
+                let hh = i % 2u;
+                let alpha = ALPHA_MAX * soft_clamp_t(ot[2u * hh + 1u]);
+                xd[i] = yd[i] * exp(alpha) + ot[2u * hh];
+                lq -= alpha;
+            } else {
+                for (var q = 0u; q < PS4; q++) {
+                    let ot = transpose(made_out(t, i * PS4 + q));
+                    for (var c = 0u; c < 4u; c++) {
+                        sp_raw[4u * q + c] = ot[c];
+                    }
+                }
+                rq_knots();
+                let r = rq_inverse(yd[i]);
+                xd[i] = r.y;
+                lq += r.ld;
+            }
+        }
+    }
+    for (var ib = 0u; ib < D4; ib++) {
+        store_tile(r0 * D4 + ib, D4, r0, x_tile(ib));
+    }
+    store_rows_f(r0, lq);
+}

@@ -1,0 +1,149 @@
+//! A trained posterior as a directory: `config.json` (everything needed to rebuild the networks,
+//! with a format version) and `model.safetensors` (the parameter arena and the z-score
+//! statistics). Each file is written atomically, weights first, so a crash leaves either the old
+//! model, or new weights beside an old config that `load` rejects as inconsistent — never a
+//! half-written file. The directory may hold other files (metrics.jsonl) that saving keeps.
+
+use crate::error::{Error, Result};
+use crate::io::{atomic_write_bytes, read_safetensors, write_safetensors};
+use crate::models::flow::FlowConfig;
+use crate::models::mlp::MlpConfig;
+use crate::training::npe::NpeSettings;
+use crate::training::preprocess::{Preprocess, Standardize};
+use gkl_tasks::Prior;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub const FORMAT_VERSION: u32 = 1;
+
+/// An NPE posterior: flow (and optional embedding net) weights plus the data transform.
+#[derive(Clone, Debug)]
+pub struct NpeModel {
+    pub format_version: u32,
+    pub method: String,
+    pub task: Option<String>,
+    pub dim_theta: usize,
+    pub dim_x: usize,
+    pub flow: FlowConfig,
+    pub embedding: Option<MlpConfig>,
+    pub arena_align: usize,
+    pub embedding_offset: Option<usize>,
+    pub flow_offset: usize,
+    pub preprocess: Preprocess,
+    /// The parameter arena: [embedding | flow] at the offsets above.
+    pub params: Vec<f32>,
+    pub settings: NpeSettings,
+}
+
+/// What `config.json` holds (the arrays live in the safetensors file).
+#[derive(Serialize, Deserialize)]
+struct ConfigFile {
+    format_version: u32,
+    method: String,
+    gkl_gpu_version: String,
+    task: Option<String>,
+    dim_theta: usize,
+    dim_x: usize,
+    prior: Prior,
+    unconstrained: bool,
+    flow: FlowConfig,
+    embedding: Option<MlpConfig>,
+    arena_align: usize,
+    arena_len: usize,
+    embedding_offset: Option<usize>,
+    flow_offset: usize,
+    training: NpeSettings,
+}
+
+const TENSORS: [&str; 4] = ["theta_mean", "theta_std", "x_mean", "x_std"];
+
+impl NpeModel {
+    /// Writes `dir/model.safetensors`, then `dir/config.json`, each atomically.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let cfg = ConfigFile {
+            format_version: self.format_version,
+            method: self.method.clone(),
+            gkl_gpu_version: env!("CARGO_PKG_VERSION").to_string(),
+            task: self.task.clone(),
+            dim_theta: self.dim_theta,
+            dim_x: self.dim_x,
+            prior: self.preprocess.prior.clone(),
+            unconstrained: self.preprocess.unconstrained,
+            flow: self.flow.clone(),
+            embedding: self.embedding.clone(),
+            arena_align: self.arena_align,
+            arena_len: self.params.len(),
+            embedding_offset: self.embedding_offset,
+            flow_offset: self.flow_offset,
+            training: self.settings.clone(),
+        };
+        let json = serde_json::to_string_pretty(&cfg).map_err(|e| Error::Model { path: dir.display().to_string(), problem: e.to_string() })?;
+        let p = &self.preprocess;
+        let f = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
+        let stats = [f(&p.theta.mean), f(&p.theta.std), f(&p.x.mean), f(&p.x.std)];
+        let mut meta = BTreeMap::new();
+        meta.insert("format_version".to_string(), FORMAT_VERSION.to_string());
+        std::fs::create_dir_all(dir).map_err(|e| Error::Model { path: dir.display().to_string(), problem: format!("cannot create directory: {e}") })?;
+        let mut entries: Vec<(&str, Vec<usize>, &[f32])> = vec![("params", vec![self.params.len()], &self.params)];
+        for (name, s) in TENSORS.iter().zip(&stats) {
+            entries.push((name, vec![s.len()], s));
+        }
+        let refs: Vec<(&str, &[usize], &[f32])> = entries.iter().map(|(n, s, d)| (*n, s.as_slice(), *d)).collect();
+        write_safetensors(dir.join("model.safetensors"), &refs, &meta)?;
+        atomic_write_bytes(dir.join("config.json"), json.as_bytes())?;
+        Ok(())
+    }
+
+    pub fn load(dir: &Path) -> Result<Self> {
+        let bad = |problem: String| Error::Model { path: dir.display().to_string(), problem };
+        let cfg_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&cfg_path).map_err(|e| bad(format!("cannot read config.json: {e}")))?;
+        let cfg: ConfigFile = serde_json::from_str(&text).map_err(|e| bad(format!("config.json: {e}")))?;
+        if cfg.format_version != FORMAT_VERSION {
+            return Err(bad(format!("model format version {} is not supported (this build reads {FORMAT_VERSION})", cfg.format_version)));
+        }
+        if cfg.method != "npe" {
+            return Err(bad(format!("method '{}' is not supported by this build", cfg.method)));
+        }
+        cfg.prior.validate()?;
+        if cfg.prior.dim() != cfg.dim_theta || cfg.flow.dim != cfg.dim_theta {
+            return Err(bad(format!("prior, flow and dim_theta disagree ({}, {}, {})", cfg.prior.dim(), cfg.flow.dim, cfg.dim_theta)));
+        }
+        let w = read_safetensors(dir.join("model.safetensors"))?;
+        let params = w.tensor("params", &[cfg.arena_len])?.to_vec();
+        let dims = [cfg.dim_theta, cfg.dim_theta, cfg.dim_x, cfg.dim_x];
+        let mut stats = vec![];
+        for (name, n) in TENSORS.iter().zip(dims) {
+            stats.push(w.tensor(name, &[n])?.iter().map(|&v| v as f64).collect::<Vec<f64>>());
+        }
+        if stats[1].iter().chain(&stats[3]).any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(bad("z-score standard deviations must be positive and finite".into()));
+        }
+        let preprocess = Preprocess {
+            prior: cfg.prior,
+            unconstrained: cfg.unconstrained,
+            theta: Standardize { mean: stats[0].clone(), std: stats[1].clone() },
+            x: Standardize { mean: stats[2].clone(), std: stats[3].clone() },
+        };
+        let flow_len = cfg.flow.arena_len(cfg.arena_align);
+        if cfg.flow_offset + flow_len > params.len() {
+            return Err(bad("parameter arena shorter than the flow it must hold".into()));
+        }
+        Ok(NpeModel {
+            format_version: cfg.format_version,
+            method: cfg.method,
+            task: cfg.task,
+            dim_theta: cfg.dim_theta,
+            dim_x: cfg.dim_x,
+            flow: cfg.flow,
+            embedding: cfg.embedding,
+            arena_align: cfg.arena_align,
+            embedding_offset: cfg.embedding_offset,
+            flow_offset: cfg.flow_offset,
+            preprocess,
+            params,
+            settings: cfg.training,
+        })
+    }
+}

@@ -1,0 +1,3 @@
+//! Drawing samples from trained posteriors.
+
+pub mod npe;
