@@ -28,36 +28,22 @@ fn nsf(
     c
 }
 
+/// The configurations the GPU tests share (pipelines are compiled once per test binary).
+fn two_moons_like() -> gkl_gpu::models::flow::FlowConfig {
+    nsf(2, 2, 5, 50, 2, Activation::Tanh, 10, 3.0)
+}
+
+fn one_d() -> gkl_gpu::models::flow::FlowConfig {
+    nsf(1, 1, 2, 41, 1, Activation::Relu, 4, 2.0)
+}
+
 #[test]
 fn nsf_gpu_matches_cpu() {
-    // (cfg, rows, weighted, chunks)
-    let cases = [
-        (
-            nsf(2, 2, 5, 50, 2, Activation::Tanh, 10, 3.0),
-            37,
-            false,
-            None,
-        ),
-        (nsf(1, 1, 2, 7, 1, Activation::Relu, 4, 2.0), 5, false, None),
-        (
-            nsf(3, 5, 3, 13, 2, Activation::Gelu, 7, 2.5),
-            130,
-            true,
-            Some(3),
-        ),
-    ];
-    for (i, (cfg, rows, weighted, chunks)) in cases.iter().enumerate() {
-        // θ over ±2B: rows in the tails and in every bin.
-        check_gpu_against_cpu(
-            cfg,
-            20 + i as u64,
-            *rows,
-            3.0,
-            2.0 * cfg.tail_bound,
-            *weighted,
-            *chunks,
-        );
-    }
+    // θ over ±2B: rows in the tails and in every bin.
+    check_gpu_against_cpu(&two_moons_like(), 20, 37, 3.0, 6.0, false, None);
+    check_gpu_against_cpu(&one_d(), 21, 5, 3.0, 4.0, false, None);
+    let cfg = nsf(3, 5, 3, 45, 2, Activation::Gelu, 7, 2.5);
+    check_gpu_against_cpu(&cfg, 22, 130, 3.0, 5.0, true, Some(3));
 }
 
 /// The spline alone: its derivative is exp(log-det), it is monotone and continuous at the knots
@@ -135,25 +121,21 @@ fn nsf_cpu_gradients_match_finite_differences() {
 
 #[test]
 fn nsf_inverse_roundtrip_cpu_and_gpu() {
-    let cfg = nsf(3, 2, 4, 16, 2, Activation::Tanh, 8, 3.0);
-    check_roundtrip(&cfg, 41, 29, 3.0, 2.0);
+    check_roundtrip(&two_moons_like(), 41, 29, 3.0, 2.0);
 }
 
 #[test]
 fn nsf_gpu_sampling_matches_cpu_inverse_of_philox_draws() {
-    let cfg = nsf(2, 3, 5, 50, 2, Activation::Tanh, 10, 3.0);
-    check_philox_sampling(&cfg, 51, 203);
+    check_philox_sampling(&two_moons_like(), 51, 203);
 }
 
 #[test]
 fn nsf_density_integrates_to_one() {
-    let cfg = nsf(1, 2, 3, 12, 2, Activation::Tanh, 10, 3.0);
-    check_normalised(&cfg, 62, 12.0, 40_000, 2e-3);
-    let cfg = nsf(2, 2, 3, 12, 2, Activation::Tanh, 10, 3.0);
-    check_normalised(&cfg, 63, 9.0, 600, 5e-3);
+    check_normalised(&one_d(), 62, 12.0, 40_000, 2e-3);
+    check_normalised(&two_moons_like(), 63, 9.0, 600, 5e-3);
 }
 
 #[test]
 fn nsf_training_lowers_the_loss() {
-    train_two_d(Nsf, 300, 0.15);
+    train_two_d(&two_moons_like(), 300, 0.15);
 }

@@ -58,6 +58,9 @@ pub struct TrainArgs {
     /// Hidden layers of each MADE
     #[arg(long, default_value_t = 2)]
     hidden_layers: usize,
+    /// Activation inside each MADE
+    #[arg(long, value_enum, default_value_t = Activation::Tanh)]
+    flow_activation: Activation,
     /// Spline bins (NSF)
     #[arg(long, default_value_t = 10)]
     bins: usize,
@@ -160,7 +163,7 @@ pub fn run(gpu: &GpuArgs, a: TrainArgs) -> Result<()> {
             hidden_layers: a.hidden_layers,
             bins: a.bins,
             tail_bound: a.tail_bound,
-            act: Activation::Relu,
+            act: a.flow_activation,
         },
         embedding: (a.embedding_hidden > 0).then(|| MlpConfig {
             in_dim: 0,

@@ -8,7 +8,7 @@ use crate::kernels::gather::{self, GatherParams};
 use crate::kernels::layout::{pack, pad4};
 use crate::kernels::reduce::{self, ReduceOp, ReduceParams};
 use crate::models::arena::{ArenaLayout, ParamArena};
-use crate::models::flow::{Flow, FlowConfig, FlowTrainPlan};
+use crate::models::flow::{Flow, FlowConfig, FlowLogProbPlan, FlowTrainPlan};
 use crate::models::mlp::{Mlp, MlpConfig, MlpPlan, MlpWeights};
 use crate::models::posterior::{NpeModel, FORMAT_VERSION};
 use crate::runtime::{Dispatch, GpuContext, GpuError, GpuResult};
@@ -171,18 +171,19 @@ pub fn train_npe(
         None => ctx.tensor_zeros("npe-x-val", n_val * dx4)?,
     };
     ctx.write(&xv, 0, &pack(&pre.x_forward(&x_val), n_val, dim_x))?;
-    let (vctx, vdctx) = match &vemb {
-        Some(p) => (p.y.clone(), p.dy.clone()),
-        None => (xv.clone(), ctx.tensor_zeros("npe-val-dcontext-unused", n_val * dx4)?),
+    // Validation needs log q only: no tape, no backward.
+    let vctx = match &vemb {
+        Some(p) => p.y.clone(),
+        None => xv.clone(),
     };
-    let vplan = FlowTrainPlan::new(ctx, &flow, n_val, &vctx, &vdctx)?;
+    let vplan = FlowLogProbPlan::new(ctx, &flow, n_val, &vctx)?;
     ctx.write(&vplan.theta, 0, &pack(&pre.theta_forward(&th_val), n_val, d))?;
     let rp_val = ctx.uniform("reduce-val", &ReduceParams::row_major(n_val, 1, 1));
     let mut val_d: Vec<Dispatch> = vec![];
     if let Some(p) = &vemb {
         val_d.extend(p.forward.iter().cloned());
     }
-    val_d.extend(vplan.forward.iter().cloned());
+    val_d.push(vplan.dispatch.clone());
     val_d.push(reduce::reduce_cols(ctx, &rp_val, 1, ReduceOp::Sum, false, &vplan.log_prob, &acc_val)?);
     let epoch_d: Vec<&Dispatch> = (0..steps).flat_map(|_| step_d.iter()).chain(val_d.iter()).collect();
 

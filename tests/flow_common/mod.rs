@@ -474,11 +474,12 @@ pub fn check_normalised(cfg: &FlowConfig, seed: u64, half_width: f64, n: usize, 
 /// c ~ U[−1, 1]², θ₁ = c₁ + 0.3 ε₁, θ₂ = θ₁² − c₂ + 0.2 ε₂ (curved, context-dependent).
 /// Asserts that the held-out loss falls below `start − margin` and close to the true conditional
 /// entropy E[−log p(θ|c)] = log(2π·0.3·0.2) + 1.
-pub fn train_two_d(kind: gkl_gpu::models::flow::FlowKind, steps: usize, slack: f64) {
+pub fn train_two_d(cfg: &FlowConfig, steps: usize, slack: f64) {
     use gkl_gpu::kernels::adam::{Adam, AdamConfig};
     let ctx = ctx();
-    let cfg = config(kind, 2, 2, 5, 32, 2, gkl_gpu::kernels::Activation::Tanh);
-    let s = setup(&cfg, 90, 1.0);
+    let kind = cfg.kind;
+    assert_eq!((cfg.dim, cfg.context_dim), (2, 2));
+    let s = setup(cfg, 90, 1.0);
     let rows = 256;
     let mut g = rng(91);
     let batch = |g: &mut rand::rngs::StdRng| {
@@ -537,6 +538,6 @@ pub fn train_two_d(kind: gkl_gpu::models::flow::FlowKind, steps: usize, slack: f
     let w = ctx
         .read_range::<f32>(&s.flow.params, 0, cfg.layout().floats())
         .unwrap();
-    let re = FlowWeights::from_arena(&cfg, &w).to_arena(&cfg, align(ctx));
+    let re = FlowWeights::from_arena(cfg, &w).to_arena(cfg, align(ctx));
     assert_eq!(&w[..], &re[..w.len()], "masked or padding parameters moved");
 }
