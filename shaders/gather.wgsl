@@ -27,12 +27,8 @@ override WG: u32 = 64u;
 @group(0) @binding(5) var<storage, read_write> x_out: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> y_out: array<vec4<f32>>;
 
-@compute @workgroup_size(WG)
-fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = gid.x + gid.y * nwg.x * WG;
-    if (t >= p.rows * p.models) {
-        return;
-    }
+// Copies the data row that batch row t (over all models) takes; returns its index.
+fn copy_row(t: u32) -> u32 {
     let m = t / p.rows;
     let r = t % p.rows;
     let b = counter[0] % p.steps;
@@ -40,20 +36,21 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     for (var j = 0u; j < p.d4; j = j + 1u) {
         x_out[t * p.d4 + j] = data[idx * p.d4 + j];
     }
-    y_out[t] = vec4<f32>(labels[idx], 0.0, 0.0, 0.0);
+    return idx;
+}
+
+@compute @workgroup_size(WG)
+fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = gid.x + gid.y * nwg.x * WG;
+    if (t < p.rows * p.models) {
+        y_out[t] = vec4<f32>(labels[copy_row(t)], 0.0, 0.0, 0.0);
+    }
 }
 
 @compute @workgroup_size(WG)
 fn gather_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = gid.x + gid.y * nwg.x * WG;
-    if (t >= p.rows * p.models) {
-        return;
-    }
-    let m = t / p.rows;
-    let r = t % p.rows;
-    let b = counter[0] % p.steps;
-    let idx = perm[m * p.n_train + (b * p.rows + r) % p.n_train];
-    for (var j = 0u; j < p.d4; j = j + 1u) {
-        x_out[t * p.d4 + j] = data[idx * p.d4 + j];
+    if (t < p.rows * p.models) {
+        copy_row(t);
     }
 }
