@@ -7,7 +7,7 @@ use clap::{Args, Parser, ValueEnum};
 use gkl_gpu::kernels::Activation;
 use gkl_gpu::models::flow::{FlowConfig, FlowKind};
 use gkl_gpu::models::mlp::MlpConfig;
-use gkl_gpu::training::npe::{train_npe, EpochMetrics, NpeSettings};
+use gkl_gpu::training::npe::{train_npe_with, EpochMetrics, NpeSettings, Simulator};
 use gkl_tasks::task_by_name;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -73,6 +73,10 @@ pub struct TrainArgs {
     /// Output size of the embedding MLP
     #[arg(long, default_value_t = 10)]
     embedding_dim: usize,
+    /// Train on fresh simulations every epoch (simulated on CPU threads while the GPU trains);
+    /// --simulations then sets the size of each epoch's block and of the validation set's source
+    #[arg(long)]
+    online: bool,
     /// Model θ in the prior's unconstrained space (logit of a box): no mass outside the support,
     /// but measured worse on two_moons than the default, which models θ as it is and rejects
     /// samples outside the support when sampling (reported by `sample`)
@@ -190,7 +194,16 @@ pub fn run(gpu: &GpuArgs, a: TrainArgs) -> Result<()> {
     let tty = std::io::stderr().is_terminal();
     let max_epochs = a.max_epochs;
     let mut write_err = None;
-    let outcome = train_npe(&ctx, task.prior(), &theta, &x, task.dim_x(), &settings, Some(task.name()), |m: &EpochMetrics| {
+    let online: Option<Simulator> = a.online.then(|| {
+        let t: std::sync::Arc<dyn gkl_tasks::Task> = std::sync::Arc::from(task_by_name(&a.task).expect("task checked above"));
+        let sim: Simulator = std::sync::Arc::new(move |n: usize, seed: u64| {
+            let th = t.sample_prior(n, seed);
+            let x = t.simulate(&th, seed.wrapping_add(0x5349_4d55));
+            (th, x)
+        });
+        sim
+    });
+    let mut on_epoch = |m: &EpochMetrics| {
         if let Err(e) = serde_json::to_writer(&mut metrics, m).map_err(anyhow::Error::from).and_then(|_| Ok(writeln!(metrics)?)) {
             write_err.get_or_insert(e);
         }
@@ -208,7 +221,8 @@ pub fn run(gpu: &GpuArgs, a: TrainArgs) -> Result<()> {
         } else if m.epoch % 10 == 0 || m.epoch == 1 {
             eprintln!("{line}");
         }
-    })?;
+    };
+    let outcome = train_npe_with(&ctx, task.prior(), &theta, &x, task.dim_x(), &settings, Some(task.name()), online, &mut on_epoch)?;
     if tty {
         eprintln!();
     }

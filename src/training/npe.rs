@@ -48,6 +48,9 @@ pub struct EpochMetrics {
     pub best: bool,
 }
 
+/// Draws `n` fresh (θ, x) pairs (original space, row-major) for seed `seed`: the `--online` source.
+pub type Simulator = std::sync::Arc<dyn Fn(usize, u64) -> (Vec<f64>, Vec<f64>) + Send + Sync>;
+
 pub struct TrainOutcome {
     pub model: NpeModel,
     pub history: Vec<EpochMetrics>,
@@ -66,6 +69,24 @@ pub fn train_npe(
     settings: &NpeSettings,
     task: Option<&str>,
     mut on_epoch: impl FnMut(&EpochMetrics),
+) -> GpuResult<TrainOutcome> {
+    train_npe_with(ctx, prior, theta, x, dim_x, settings, task, None, &mut on_epoch)
+}
+
+/// As [`train_npe`]; with `online`, every epoch trains on fresh simulations from it, simulated on
+/// CPU threads during the previous epoch's GPU work (the given θ, x then supply the validation set
+/// and the z-scores' first estimate).
+#[allow(clippy::too_many_arguments)]
+pub fn train_npe_with(
+    ctx: &GpuContext,
+    prior: &Prior,
+    theta: &[f64],
+    x: &[f64],
+    dim_x: usize,
+    settings: &NpeSettings,
+    task: Option<&str>,
+    online: Option<Simulator>,
+    on_epoch: &mut dyn FnMut(&EpochMetrics),
 ) -> GpuResult<TrainOutcome> {
     let d = prior.dim();
     let n = theta.len() / d;
@@ -187,6 +208,24 @@ pub fn train_npe(
     val_d.push(reduce::reduce_cols(ctx, &rp_val, 1, ReduceOp::Sum, false, &vplan.log_prob, &acc_val)?);
     let epoch_d: Vec<&Dispatch> = (0..steps).flat_map(|_| step_d.iter()).chain(val_d.iter()).collect();
 
+    // Online: a producer thread simulates the next epoch's block while the GPU trains on this one.
+    // Queue writes are ordered after earlier submissions, so one resident buffer is enough.
+    // The producer stops when the receiver is dropped (its next send fails).
+    let fresh = online.map(|sim| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<f32>, Vec<f32>)>(1);
+        let pre = pre.clone();
+        let seed = settings.seed;
+        std::thread::spawn(move || {
+            for block in 1u64.. {
+                let (th, xs) = sim(n_tr, seed.wrapping_add(block.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+                let packed = (pack(&pre.theta_forward(&th), n_tr, d), pack(&pre.x_forward(&xs), n_tr, dim_x));
+                if tx.send(packed).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    });
     let best = ctx.tensor_zeros("npe-best-params", arena.len())?;
     let start = Instant::now();
     let mut history = vec![];
@@ -198,6 +237,13 @@ pub fn train_npe(
     let mut stopped_early = false;
     for epoch in 1..=settings.max_epochs {
         let t0 = Instant::now();
+        if let (Some(rx), true) = (&fresh, epoch > 1) {
+            let (th, xs) = rx
+                .recv()
+                .map_err(|_| GpuError::InvalidArgument("the online simulator stopped".into()))?;
+            ctx.write(&th_tr_t, 0, &th)?;
+            ctx.write(&x_tr_t, 0, &xs)?;
+        }
         idx.shuffle(&mut rng);
         ctx.write(&perm, 0, &idx)?;
         ctx.write(&acc, 0, &zeros)?;
@@ -232,6 +278,7 @@ pub fn train_npe(
             break;
         }
     }
+    drop(fresh);
     let params: Vec<f32> = ctx.read(&best)?;
     let model = NpeModel {
         format_version: FORMAT_VERSION,

@@ -13,7 +13,10 @@ fn cpu_seconds() -> Option<f64> {
 }
 
 fn main() {
-    let n: usize = std::env::args().nth(1).map(|s| s.parse().unwrap()).unwrap_or(100_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(100_000);
     println!("threads: {}", rayon::current_num_threads());
     for name in gkl_tasks::TASK_NAMES {
         let task = gkl_tasks::task_by_name(name).unwrap();
@@ -25,7 +28,9 @@ fn main() {
         let s = t.elapsed().as_secs_f64();
         let cpu = c0.and_then(|c0| cpu_seconds().map(|c1| c1 - c0));
         let bad = x.iter().filter(|v| !v.is_finite()).count();
-        let per_cpu = cpu.map(|c| format!("{:>12.0} sims per CPU-s", n as f64 / c.max(0.01))).unwrap_or_default();
+        let per_cpu = cpu
+            .map(|c| format!("{:>12.0} sims per CPU-s", n as f64 / c.max(0.01)))
+            .unwrap_or_default();
         println!("{name:>24}: {n} sims in {s:.3} s = {:>12.0} sims/s wall, {per_cpu} (non-finite: {bad})", n as f64 / s);
     }
 }
