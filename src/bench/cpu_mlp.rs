@@ -182,7 +182,6 @@ impl CpuMlpTrainer {
                 2.0 * (p - q) / nn
             })
             .collect();
-        let nl = c.blocks + 2;
         let mut gw: Vec<Vec<f32>> = self.w.iter().map(|v| vec![0.0; v.len()]).collect();
         let mut gb: Vec<Vec<f32>> = self.b.iter().map(|v| vec![0.0; v.len()]).collect();
         affine_back_weight(
@@ -244,7 +243,6 @@ impl CpuMlpTrainer {
                 p[i] -= lr * (m[i] / bc1) / ((v[i] / bc2).sqrt() + 1e-8);
             }
         }
-        let _ = nl;
         loss / nn
     }
 }
