@@ -58,6 +58,23 @@ impl Default for SmcOptions {
     }
 }
 
+impl SmcOptions {
+    /// The settings of the ODE tasks' references (sir, lotka_volterra): fewer particles than the
+    /// default, since each likelihood costs an ODE solve.
+    pub fn for_ode_tasks() -> Self {
+        Self {
+            n_particles: 4_000,
+            ess_fraction: 0.5,
+            min_sweeps: 3,
+            max_sweeps: 30,
+            stay_probability: 0.02,
+            final_sweeps: 20,
+            max_stages: 400,
+            sign_symmetric: vec![],
+        }
+    }
+}
+
 /// Result of [`smc_sample`]: samples in u-space plus diagnostics.
 #[derive(Clone, Debug)]
 pub struct SmcResult {

@@ -422,7 +422,7 @@ fn sir_reference_matches_grid_posterior() {
     let opts = SmcOptions {
         n_particles: n,
         final_sweeps: 20,
-        ..gkl_tasks::tasks::sir::sir_smc_options()
+        ..gkl_tasks::smc::SmcOptions::for_ode_tasks()
     };
     let ll = |th: &[f64]| t.log_likelihood(th, &o.x).unwrap();
     let (s, _) = smc_posterior(t.prior(), &ll, n, 10, &opts).unwrap();
@@ -595,7 +595,7 @@ fn lotka_volterra_reference_agrees_with_importance_sampling() {
     let opts = SmcOptions {
         n_particles: n,
         final_sweeps: 10,
-        ..gkl_tasks::tasks::lotka_volterra::lv_smc_options()
+        ..gkl_tasks::smc::SmcOptions::for_ode_tasks()
     };
     let ll = |th: &[f64]| t.log_likelihood(th, &x_o).unwrap();
     let (s, _) = smc_posterior(t.prior(), &ll, n, 15, &opts).unwrap();

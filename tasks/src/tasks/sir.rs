@@ -135,7 +135,7 @@ impl Task for Sir {
     }
     fn reference_posterior(&self, x_o: &[f64], n: usize, seed: u64) -> Result<Vec<f64>, TaskError> {
         check_len("x_o", x_o, N_OBS)?;
-        let (s, _) = smc_reference_for_task(self, x_o, n, seed, &sir_smc_options())?;
+        let (s, _) = smc_reference_for_task(self, x_o, n, seed, &SmcOptions::for_ode_tasks())?;
         Ok(s)
     }
     fn reference_is_exact(&self) -> bool {
@@ -143,16 +143,3 @@ impl Task for Sir {
     }
 }
 
-/// SMC settings used for the sir reference.
-pub fn sir_smc_options() -> SmcOptions {
-    SmcOptions {
-        n_particles: 4_000,
-        ess_fraction: 0.5,
-        min_sweeps: 3,
-        max_sweeps: 30,
-        stay_probability: 0.02,
-        final_sweeps: 20,
-        max_stages: 400,
-        sign_symmetric: vec![],
-    }
-}
