@@ -25,6 +25,8 @@ override WG: u32 = 64u;
 override Z_BUF: bool = false;  // sample: z from in_a [rows, D4] instead of the Philox stream
 override ROW_W: bool = false;  // backward: L = scale * sum_r w_r * (-log q_r) with w from in_w
 override TAPE: bool = true;    // forward: write the tape (off for evaluation only)
+override STEP_CTR: bool = false; // sample: add the optimizer's GPU step counter (in_w word 0) to the
+                                 // stream offset, so each step of a queued epoch draws fresh z
 
 var<private> xd: array<vec4<f32>, MAXD>;        // current x, one vec4 (4 rows) per dim
 var<private> yd: array<vec4<f32>, MAXD>;        // sample: the transform's output being inverted
@@ -93,7 +95,7 @@ fn store_tile(idx0: u32, stride: u32, r0: u32, v: mat4x4<f32>) {
 }
 
 fn load_context(rr: vec4<u32>) {
-    let cr = rr * p.ctx_step;
+    let cr = (rr / p.ctx_div) * p.ctx_step;
     for (var ib = 0u; ib < E4; ib++) {
         cu[ib] = mat4x4<f32>(
             cols_mask(in_b[cr.x * E4 + ib], ib, E),
@@ -419,7 +421,11 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 
 // Standard normal number j of the Philox stream (as kernels::rng::RngStream::normal).
 fn philox_normal(j: u32) -> f32 {
-    let b = philox4x32_10(vec4<u32>(j / 4u, p.off_lo, p.off_hi, p.stream), vec2<u32>(p.key_lo, p.key_hi));
+    var off_hi = p.off_hi;
+    if (STEP_CTR) {
+        off_hi += bitcast<u32>(in_w[0]);
+    }
+    let b = philox4x32_10(vec4<u32>(j / 4u, p.off_lo, off_hi, p.stream), vec2<u32>(p.key_lo, p.key_hi));
     let lane = j % 4u;
     let hi = lane >= 2u;
     let n = box_muller(u32_to_unit(select(b.x, b.z, hi)), u32_to_unit(select(b.y, b.w, hi)));

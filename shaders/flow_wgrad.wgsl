@@ -32,7 +32,7 @@ fn a_load(l: u32, t: u32, r: u32, ib: u32, kin4: u32) -> vec4<f32> {
         }
         let cb = ib - D4;
         let c = vec4<u32>(cb * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
-        return select(vec4<f32>(0.0), ctxb[r * p.ctx_step * E4 + cb], c < vec4<u32>(E));
+        return select(vec4<f32>(0.0), ctxb[(r / p.ctx_div) * p.ctx_step * E4 + cb], c < vec4<u32>(E));
     }
     return tape[(T + 1u) * p.rows * D4 + ((t * L + l - 1u) * p.rows + r) * H4 + ib];
 }

@@ -8,6 +8,7 @@ use gkl_gpu::models::flow::{FlowConfig, FlowKind};
 use gkl_gpu::models::posterior::NpeModel;
 use gkl_gpu::sampling::npe::NpePosterior;
 use gkl_gpu::training::npe::{train_npe, NpeSettings};
+use gkl_gpu::training::Method;
 use gkl_tasks::Prior;
 use rand::Rng;
 use rand_distr::StandardNormal;
@@ -22,6 +23,10 @@ fn data(n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
 
 fn settings(kind: FlowKind) -> NpeSettings {
     NpeSettings {
+        method: Method::Npe,
+        ratio: None,
+        contrastive: 1,
+        base_epochs: 0,
         flow: FlowConfig { act: Activation::Relu, transforms: 3, ..FlowConfig::new(kind, 0, 0) },
         embedding: None,
         batch_size: 128,

@@ -19,7 +19,7 @@
 
 struct FlowParams {
     rows: u32,
-    ctx_step: u32,   // 1: context row r for row r; 0: every row uses context row 0
+    ctx_step: u32,   // 1: context row r / ctx_div for row r; 0: every row uses context row 0
     chunk: u32,      // wgrad: rows per chunk
     chunks: u32,     // wgrad: number of row chunks (partial sums when > 1)
     scale: f32,      // backward: L = scale * sum_rows(-log q) (times the row weight if any)
@@ -29,7 +29,7 @@ struct FlowParams {
     off_hi: u32,
     stream: u32,
     zero: u32,       // always 0: added to loop bounds so compilers keep the loops (compile time)
-    _p1: u32,
+    ctx_div: u32,    // rows per context row (>= 1): K samples per x share its context
 }
 
 override KIND: u32 = 0u;     // 0 MAF (affine), 1 NSF (rational-quadratic spline)

@@ -72,6 +72,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Draw samples from a trained posterior
     Sample(sample::SampleArgs),
+    /// Normalized log-density of a trained posterior at given θ
+    LogProb(sample::LogProbArgs),
     /// Simulate a benchmark task: prior draws and simulator outputs to an .npz (theta, x)
     Simulate(tasks::SimulateArgs),
     /// Reference posterior samples of a benchmark task for an observation
@@ -95,6 +97,7 @@ pub fn run() -> Result<()> {
         Command::Train(a) => train::run(&cli.gpu, a),
         Command::Quickstart(a) => train::quickstart(&cli.gpu, a),
         Command::Sample(a) => sample::run(&cli.gpu, a),
+        Command::LogProb(a) => sample::log_prob(&cli.gpu, a),
         Command::Reference(a) => tasks::reference(a),
     }
 }

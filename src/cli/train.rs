@@ -3,28 +3,37 @@
 
 use super::GpuArgs;
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, Parser};
 use gkl_gpu::kernels::Activation;
 use gkl_gpu::models::flow::{FlowConfig, FlowKind};
 use gkl_gpu::models::mlp::MlpConfig;
 use gkl_gpu::training::npe::{train_npe_with, EpochMetrics, NpeSettings, Simulator};
+use gkl_gpu::training::Method;
 use gkl_tasks::task_by_name;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Method {
-    Npe,
-}
 
 #[derive(Parser)]
 pub struct TrainArgs {
     /// Benchmark task to simulate
     #[arg(long)]
     task: String,
+    /// Surrogate: npe (normalized flow), ratio (prior × exp f), hybrid (flow × exp f)
     #[arg(long, value_enum, default_value_t = Method::Npe)]
     method: Method,
+    /// Ratio and hybrid: contrastive θ' per x in the partition term (K)
+    #[arg(long, default_value_t = 1)]
+    contrastive: usize,
+    /// Hybrid: epochs that train the base flow alone before the ratio joins
+    #[arg(long, default_value_t = 0)]
+    base_epochs: usize,
+    /// Ratio network (ratio, hybrid): width of the residual MLP on [θ, x]
+    #[arg(long, default_value_t = 64)]
+    ratio_hidden: usize,
+    /// Ratio network: residual blocks
+    #[arg(long, default_value_t = 2)]
+    ratio_blocks: usize,
     /// Flow family
     #[arg(long, value_enum, default_value_t = FlowKind::Nsf)]
     flow: FlowKind,
@@ -160,6 +169,10 @@ pub fn run(gpu: &GpuArgs, a: TrainArgs) -> Result<()> {
     eprintln!("simulated {n} × {} in {sim_s:.2} s", task.name());
 
     let settings = NpeSettings {
+        method: a.method,
+        ratio: Some(MlpConfig { in_dim: 0, out_dim: 1, hidden: a.ratio_hidden, blocks: a.ratio_blocks, act: Activation::Relu, residual: true }),
+        contrastive: a.contrastive,
+        base_epochs: a.base_epochs,
         flow: FlowConfig {
             kind: a.flow,
             dim: 0,
@@ -207,8 +220,13 @@ pub fn run(gpu: &GpuArgs, a: TrainArgs) -> Result<()> {
         if let Err(e) = serde_json::to_writer(&mut metrics, m).map_err(anyhow::Error::from).and_then(|_| Ok(writeln!(metrics)?)) {
             write_err.get_or_insert(e);
         }
+        let z = match (m.z_mean, m.z_var) {
+            (Some(z), Some(v)) => format!("  Z {z:.3} ± {:.3}", v.sqrt()),
+            _ if m.base_only => "  (base only)".to_string(),
+            _ => String::new(),
+        };
         let line = format!(
-            "epoch {:>4}/{max_epochs}  train {:.4}  val {:.4}{}  {:.0} pairs/s  {:.1} s",
+            "epoch {:>4}/{max_epochs}  train {:.4}  val {:.4}{}{z}  {:.0} pairs/s  {:.1} s",
             m.epoch,
             m.train_loss,
             m.val_loss,

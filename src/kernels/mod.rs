@@ -6,6 +6,7 @@ pub mod adam;
 pub mod dense;
 pub mod elementwise;
 pub mod gather;
+pub mod gkl;
 pub mod layout;
 pub mod loss;
 pub mod reduce;

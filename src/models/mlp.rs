@@ -259,6 +259,40 @@ impl MlpPlan {
         Self::with_l2(ctx, mlp, rows, 0.0)
     }
 
+    /// Forward only (no pre-activations kept, no gradient buffers, `backward` empty): evaluation
+    /// of large batches, such as the rejection sampler's proposals.
+    pub fn inference(ctx: &GpuContext, mlp: &Mlp, rows: usize) -> GpuResult<Self> {
+        let c = &mlp.config;
+        let f = mlp.models;
+        let (h4, in4, out4) = (pad4(c.hidden), pad4(c.in_dim), pad4(c.out_dim));
+        let lo = c.blocks + 1;
+        let x = ctx.tensor_zeros("mlp-x", f * rows * in4)?;
+        let y = ctx.tensor_zeros("mlp-y", f * rows * out4)?;
+        // Two hidden buffers suffice: layer l reads h[(l+1)%2] and writes h[l%2].
+        let h = [ctx.tensor_zeros("mlp-h", f * rows * h4)?, ctx.tensor_zeros("mlp-h", f * rows * h4)?];
+        let mut uniforms = vec![];
+        let mut forward = vec![];
+        for (l, s) in mlp.slots.iter().enumerate() {
+            let sh = DenseParams::new(rows, s.k, s.n).batched(f, mlp.model_len, mlp.model_len);
+            uniforms.push(ctx.uniform("dense-params", &sh));
+            let input = if l == 0 { &x } else { &h[(l + 1) % 2] };
+            let out = if l == lo { &y } else { &h[l % 2] };
+            let act = if l < lo && c.has_act(l) { c.act } else { Activation::Identity };
+            let res = if c.residual && l > 0 && l < lo { Some(&h[(l + 1) % 2]) } else { None };
+            forward.push(dense::forward(ctx, &uniforms[l], sh, act, input, &mlp.w(&mlp.params, l), &mlp.b(&mlp.params, l), res, None, out)?);
+        }
+        Ok(MlpPlan {
+            rows,
+            x,
+            y,
+            dy: ctx.tensor_zeros("mlp-dy-unused", 4)?,
+            forward,
+            backward: vec![],
+            _keep: h.into(),
+            _uniforms: uniforms,
+        })
+    }
+
     /// With an L2 penalty `l2 · ‖W‖² / 2` on the weights (not biases) folded into their gradients.
     pub fn with_l2(ctx: &GpuContext, mlp: &Mlp, rows: usize, l2: f32) -> GpuResult<Self> {
         let c = &mlp.config;

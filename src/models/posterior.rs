@@ -1,4 +1,4 @@
-//! A trained posterior as a directory: `config.json` (everything needed to rebuild the networks,
+//! A trained posterior (any of the three generalized-KL surrogates) as a directory: `config.json` (everything needed to rebuild the networks,
 //! with a format version) and `model.safetensors` (the parameter arena and the z-score
 //! statistics). Each file is written atomically, weights first, so a crash leaves either the old
 //! model, or new weights beside an old config that `load` rejects as inconsistent — never a
@@ -9,6 +9,7 @@ use crate::io::{atomic_write_bytes, read_safetensors, write_safetensors};
 use crate::models::flow::FlowConfig;
 use crate::models::mlp::MlpConfig;
 use crate::training::npe::NpeSettings;
+use crate::training::Method;
 use crate::training::preprocess::{Preprocess, Standardize};
 use gkl_tasks::Prior;
 use serde::{Deserialize, Serialize};
@@ -17,21 +18,25 @@ use std::path::Path;
 
 pub const FORMAT_VERSION: u32 = 1;
 
-/// An NPE posterior: flow (and optional embedding net) weights plus the data transform.
+/// A trained surrogate: flow (with its optional embedding net) and/or ratio network weights, plus
+/// the data transform. NPE has a flow, the ratio model a ratio network, the hybrid both.
 #[derive(Clone, Debug)]
 pub struct NpeModel {
     pub format_version: u32,
-    pub method: String,
+    pub method: Method,
     pub task: Option<String>,
     pub dim_theta: usize,
     pub dim_x: usize,
-    pub flow: FlowConfig,
+    pub flow: Option<FlowConfig>,
     pub embedding: Option<MlpConfig>,
+    /// The ratio network f(θ, x) on [θ, x] in network space (one output).
+    pub ratio: Option<MlpConfig>,
     pub arena_align: usize,
     pub embedding_offset: Option<usize>,
-    pub flow_offset: usize,
+    pub flow_offset: Option<usize>,
+    pub ratio_offset: Option<usize>,
     pub preprocess: Preprocess,
-    /// The parameter arena: [embedding | flow] at the offsets above.
+    /// The parameter arena: [embedding | flow | ratio] at the offsets above.
     pub params: Vec<f32>,
     pub settings: NpeSettings,
 }
@@ -47,12 +52,16 @@ struct ConfigFile {
     dim_x: usize,
     prior: Prior,
     unconstrained: bool,
-    flow: FlowConfig,
+    flow: Option<FlowConfig>,
     embedding: Option<MlpConfig>,
+    #[serde(default)]
+    ratio: Option<MlpConfig>,
     arena_align: usize,
     arena_len: usize,
     embedding_offset: Option<usize>,
-    flow_offset: usize,
+    flow_offset: Option<usize>,
+    #[serde(default)]
+    ratio_offset: Option<usize>,
     training: NpeSettings,
 }
 
@@ -63,7 +72,7 @@ impl NpeModel {
     pub fn save(&self, dir: &Path) -> Result<()> {
         let cfg = ConfigFile {
             format_version: self.format_version,
-            method: self.method.clone(),
+            method: self.method.name().to_string(),
             gkl_gpu_version: env!("CARGO_PKG_VERSION").to_string(),
             task: self.task.clone(),
             dim_theta: self.dim_theta,
@@ -72,10 +81,12 @@ impl NpeModel {
             unconstrained: self.preprocess.unconstrained,
             flow: self.flow.clone(),
             embedding: self.embedding.clone(),
+            ratio: self.ratio.clone(),
             arena_align: self.arena_align,
             arena_len: self.params.len(),
             embedding_offset: self.embedding_offset,
             flow_offset: self.flow_offset,
+            ratio_offset: self.ratio_offset,
             training: self.settings.clone(),
         };
         let json = serde_json::to_string_pretty(&cfg).map_err(|e| Error::Model { path: dir.display().to_string(), problem: e.to_string() })?;
@@ -103,12 +114,27 @@ impl NpeModel {
         if cfg.format_version != FORMAT_VERSION {
             return Err(bad(format!("model format version {} is not supported (this build reads {FORMAT_VERSION})", cfg.format_version)));
         }
-        if cfg.method != "npe" {
-            return Err(bad(format!("method '{}' is not supported by this build", cfg.method)));
-        }
+        let method = Method::parse(&cfg.method).ok_or_else(|| bad(format!("method '{}' is not supported by this build", cfg.method)))?;
         cfg.prior.validate()?;
-        if cfg.prior.dim() != cfg.dim_theta || cfg.flow.dim != cfg.dim_theta {
-            return Err(bad(format!("prior, flow and dim_theta disagree ({}, {}, {})", cfg.prior.dim(), cfg.flow.dim, cfg.dim_theta)));
+        if cfg.prior.dim() != cfg.dim_theta {
+            return Err(bad(format!("prior and dim_theta disagree ({}, {})", cfg.prior.dim(), cfg.dim_theta)));
+        }
+        if method.has_flow() != cfg.flow.is_some() || method.has_ratio() != cfg.ratio.is_some() {
+            return Err(bad(format!("a '{}' model needs {} flow and {} ratio network", cfg.method, if method.has_flow() { "a" } else { "no" }, if method.has_ratio() { "a" } else { "no" })));
+        }
+        if let Some(f) = &cfg.flow {
+            if f.dim != cfg.dim_theta {
+                return Err(bad(format!("flow and dim_theta disagree ({}, {})", f.dim, cfg.dim_theta)));
+            }
+            f.validate().map_err(|e| bad(format!("flow: {e}")))?;
+        }
+        if let Some(r) = &cfg.ratio {
+            if r.in_dim != cfg.dim_theta + cfg.dim_x || r.out_dim != 1 || r.hidden == 0 || r.hidden > 4096 || r.blocks > 64 {
+                return Err(bad(format!("ratio network {}→{} (hidden {}, {} blocks) does not fit θ of {} and x of {}", r.in_dim, r.out_dim, r.hidden, r.blocks, cfg.dim_theta, cfg.dim_x)));
+            }
+        }
+        if !cfg.arena_align.is_power_of_two() || cfg.arena_align > 1 << 16 {
+            return Err(bad(format!("arena_align {} must be a power of two", cfg.arena_align)));
         }
         let w = read_safetensors(dir.join("model.safetensors"))?;
         let params = w.tensor("params", &[cfg.arena_len])?.to_vec();
@@ -126,21 +152,32 @@ impl NpeModel {
             theta: Standardize { mean: stats[0].clone(), std: stats[1].clone() },
             x: Standardize { mean: stats[2].clone(), std: stats[3].clone() },
         };
-        let flow_len = cfg.flow.arena_len(cfg.arena_align);
-        if cfg.flow_offset + flow_len > params.len() {
-            return Err(bad("parameter arena shorter than the flow it must hold".into()));
+        let blocks = [
+            ("flow", cfg.flow.as_ref().map(|f| f.arena_len(cfg.arena_align)), cfg.flow_offset),
+            ("ratio network", cfg.ratio.as_ref().map(|r| crate::models::mlp::Mlp::model_len(r, cfg.arena_align)), cfg.ratio_offset),
+            ("embedding network", cfg.embedding.as_ref().map(|e| crate::models::mlp::Mlp::model_len(e, cfg.arena_align)), cfg.embedding_offset),
+        ];
+        for (what, len, off) in blocks {
+            if let Some(len) = len {
+                let off = off.ok_or_else(|| bad(format!("no offset for the {what}")))?;
+                if off.checked_add(len).is_none_or(|end| end > params.len()) || off % cfg.arena_align != 0 {
+                    return Err(bad(format!("parameter arena does not hold the {what} at offset {off}")));
+                }
+            }
         }
         Ok(NpeModel {
             format_version: cfg.format_version,
-            method: cfg.method,
+            method,
             task: cfg.task,
             dim_theta: cfg.dim_theta,
             dim_x: cfg.dim_x,
             flow: cfg.flow,
             embedding: cfg.embedding,
+            ratio: cfg.ratio,
             arena_align: cfg.arena_align,
             embedding_offset: cfg.embedding_offset,
             flow_offset: cfg.flow_offset,
+            ratio_offset: cfg.ratio_offset,
             preprocess,
             params,
             settings: cfg.training,

@@ -87,6 +87,27 @@ pub const SHADERS: &[ShaderDef] = &[
         ),
         slots: &[U, R, R, R, R, W],
     },
+    ShaderDef {
+        name: "propose",
+        source: concat!(
+            include_str!("../../shaders/lib/philox.wgsl"),
+            include_str!("../../shaders/propose.wgsl")
+        ),
+        slots: &[U, R, R, R, W, W],
+    },
+    ShaderDef {
+        name: "accept",
+        source: concat!(
+            include_str!("../../shaders/lib/philox.wgsl"),
+            include_str!("../../shaders/accept.wgsl")
+        ),
+        slots: &[U, R, R, R, W, W, W],
+    },
+    ShaderDef {
+        name: "gkl",
+        source: include_str!("../../shaders/gkl.wgsl"),
+        slots: &[U, R, R, R, W, W],
+    },
 ];
 
 pub fn shader_def(name: &str) -> GpuResult<&'static ShaderDef> {

@@ -1,3 +1,4 @@
 //! Drawing samples from trained posteriors.
 
 pub mod npe;
+pub mod rejection;

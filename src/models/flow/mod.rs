@@ -350,7 +350,8 @@ pub struct FlowParams {
     pub stream: u32,
     /// Always 0 (see `nz` in the shader).
     pub zero: u32,
-    pub _pad: u32,
+    /// Rows per context row (≥ 1): with `ctx_step` 1, row r reads context row r / ctx_div.
+    pub ctx_div: u32,
 }
 
 impl FlowParams {
@@ -367,7 +368,7 @@ impl FlowParams {
             off_hi: 0,
             stream: 0,
             zero: 0,
-            _pad: 0,
+            ctx_div: 1,
         }
     }
 
@@ -731,9 +732,15 @@ impl FlowLogProbPlan {
 }
 
 fn context_binding(flow: &Flow, context: &GpuTensor, rows: usize) -> GpuResult<(GpuTensor, u32)> {
+    context_binding_div(flow, context, rows, 1)
+}
+
+/// Binds `context` for `rows` rows, row r reading context row r / div (or one shared row).
+fn context_binding_div(flow: &Flow, context: &GpuTensor, rows: usize, div: usize) -> GpuResult<(GpuTensor, u32)> {
     let e = 4 * flow.layout.e4;
-    if context.len >= rows * e {
-        Ok((context.view("context", 0, rows * e), 1))
+    let need = rows.div_ceil(div.max(1));
+    if context.len >= need * e {
+        Ok((context.view("context", 0, need * e), 1))
     } else if context.len >= e {
         Ok((context.view("context", 0, e), 0))
     } else {
@@ -742,6 +749,18 @@ fn context_binding(flow: &Flow, context: &GpuTensor, rows: usize) -> GpuResult<(
             context.label, context.len
         )))
     }
+}
+
+/// Options of a [`FlowSamplePlan`].
+#[derive(Clone, Debug, Default)]
+pub struct FlowSampleOptions<'a> {
+    /// z read from the plan's `z` buffer instead of the Philox stream.
+    pub z_buf: bool,
+    /// Consecutive rows sharing one context row (0 or 1: one context row per row).
+    pub ctx_div: usize,
+    /// A u32 counter (the optimizer's step, word 0) added to the stream offset's high word, so a
+    /// queued sequence of training steps draws fresh z at every step.
+    pub step_counter: Option<&'a GpuTensor>,
 }
 
 /// Sampling θ ~ q(·|c) by inverting every transform (dim sequential MADE passes per transform,
@@ -765,7 +784,7 @@ impl FlowSamplePlan {
     /// `context`: [rows, pad4(e)], or a single row shared by every sample (see
     /// [`FlowLogProbPlan::new`]).
     pub fn new(ctx: &GpuContext, flow: &Flow, rows: usize, context: &GpuTensor) -> GpuResult<Self> {
-        Self::build(ctx, flow, rows, context, false)
+        Self::with_options(ctx, flow, rows, context, FlowSampleOptions::default())
     }
 
     /// z read from `self.z` instead of the Philox stream.
@@ -775,23 +794,26 @@ impl FlowSamplePlan {
         rows: usize,
         context: &GpuTensor,
     ) -> GpuResult<Self> {
-        Self::build(ctx, flow, rows, context, true)
+        Self::with_options(ctx, flow, rows, context, FlowSampleOptions { z_buf: true, ..Default::default() })
     }
 
-    fn build(
+    pub fn with_options(
         ctx: &GpuContext,
         flow: &Flow,
         rows: usize,
         context: &GpuTensor,
-        z_buf: bool,
+        opts: FlowSampleOptions,
     ) -> GpuResult<Self> {
         if rows == 0 {
             return Err(invalid("flow plan with 0 rows".into()));
         }
+        let z_buf = opts.z_buf;
+        let div = opts.ctx_div.max(1);
         let lay = &flow.layout;
-        let (ctxv, step) = context_binding(flow, context, rows)?;
+        let (ctxv, step) = context_binding_div(flow, context, rows, div)?;
         let mut params = FlowParams::new(rows).with_stream(&RngStream::new(0, SAMPLE_STREAM));
         params.ctx_step = step;
+        params.ctx_div = div as u32;
         let uniform = ctx.uniform("flow-params", &params);
         let samples = ctx.tensor_zeros("flow-samples", rows * 4 * lay.d4)?;
         let log_prob = ctx.tensor_zeros("flow-sample-log-prob", rows)?;
@@ -805,6 +827,7 @@ impl FlowSamplePlan {
         let mut c = flow.config.constants();
         c.push(("WG", wg as f64));
         c.push(("Z_BUF", z_buf as u8 as f64));
+        c.push(("STEP_CTR", opts.step_counter.is_some() as u8 as f64));
         let dispatch = ctx.dispatch(
             ROWS_SHADER,
             "sample",
@@ -814,7 +837,7 @@ impl FlowSamplePlan {
                 Bind::T(&flow.params_view()),
                 Bind::T(z.as_ref().unwrap_or(dr)),
                 Bind::T(&ctxv),
-                Bind::T(dr),
+                Bind::T(opts.step_counter.unwrap_or(dr)),
                 Bind::T(&samples),
                 Bind::T(dw),
                 Bind::T(&log_prob),
@@ -830,6 +853,14 @@ impl FlowSamplePlan {
             uniform,
             params,
         })
+    }
+
+    /// Uses only the first `rows` rows (≤ the plan's), row r reading context row r / `div`; takes
+    /// effect at the next submit. Rows past `rows` cost nothing.
+    pub fn set_rows(&mut self, ctx: &GpuContext, rows: usize, div: usize) {
+        self.params.rows = rows.min(self.rows) as u32;
+        self.params.ctx_div = div.max(1) as u32;
+        ctx.write_uniform(&self.uniform, &self.params);
     }
 
     /// Sets the Philox stream of the next launch (takes effect at the next submit).
