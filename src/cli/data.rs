@@ -5,8 +5,9 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use gkl_gpu::data::{
-    check_against_prior, load_npy_pair, load_path, online_source, read_prior, ExternalConfig, ExternalSimulator,
-    FailureSlot, InvalidCount, InvalidPolicy, OnlineDraw, OnlineStats, Simulations,
+    check_against_prior, load_npy_pair, load_path, online_source, read_prior, ExternalConfig,
+    ExternalSimulator, FailureSlot, InvalidCount, InvalidPolicy, OnlineDraw, OnlineStats,
+    Simulations,
 };
 use gkl_gpu::training::npe::Simulator;
 use gkl_tasks::{task_by_name, Prior};
@@ -126,7 +127,13 @@ pub struct TrainData {
 }
 
 /// Checks the combination of options, reads the prior, and starts loading or simulating.
-pub fn prepare(a: &DataArgs, task: Option<&str>, simulations: usize, seed: u64, online: bool) -> Result<Pending> {
+pub fn prepare(
+    a: &DataArgs,
+    task: Option<&str>,
+    simulations: usize,
+    seed: u64,
+    online: bool,
+) -> Result<Pending> {
     let files = a.data.is_some() || a.theta.is_some();
     if task.is_some() && a.simulator_cmd.is_some() {
         bail!("--task and --simulator-cmd are alternatives: a task brings its own simulator");
@@ -208,7 +215,11 @@ pub fn prepare(a: &DataArgs, task: Option<&str>, simulations: usize, seed: u64, 
         let (e, p) = (ext.clone(), prior.clone());
         let h = std::thread::spawn(move || {
             let t = Instant::now();
-            Ok((e.simulate_prior(&p, n, seed)?, None, t.elapsed().as_secs_f64()))
+            Ok((
+                e.simulate_prior(&p, n, seed)?,
+                None,
+                t.elapsed().as_secs_f64(),
+            ))
         });
         (Source::External(ext), format!("simulator `{cmd}`"), None, h)
     } else {
@@ -353,7 +364,12 @@ impl Pending {
 impl TrainData {
     /// The error to report for a failed training: the online source's own error if it failed.
     pub fn explain(&self, e: anyhow::Error) -> anyhow::Error {
-        match self.failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        match self
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             Some(d) => d.into(),
             None => e,
         }
@@ -365,7 +381,10 @@ impl TrainData {
         if self.online.is_some() {
             let c: InvalidCount = self.stats.invalid();
             s.online = Some(OnlineSummary {
-                rows_simulated: self.stats.rows_simulated.load(std::sync::atomic::Ordering::Relaxed),
+                rows_simulated: self
+                    .stats
+                    .rows_simulated
+                    .load(std::sync::atomic::Ordering::Relaxed),
                 rows_with_nan: c.rows_with_nan,
                 rows_with_inf: c.rows_with_inf,
             });

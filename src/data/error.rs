@@ -17,7 +17,10 @@ pub enum DataError {
     File { path: PathBuf, problem: String },
     /// Simulations with NaN or ±Inf in x under `InvalidPolicy::Error`, or too many of them.
     #[error("{source_name}: {problem}")]
-    Invalid { source_name: String, problem: String },
+    Invalid {
+        source_name: String,
+        problem: String,
+    },
     /// An external simulator program failed; `stderr_tail` is the end of what it printed there.
     #[error("simulator `{command}`: {problem}{}", stderr_suffix(stderr_tail))]
     Simulator {

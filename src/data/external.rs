@@ -128,7 +128,10 @@ fn read_answers(mut out: impl Read, tx: Sender<Answer>) {
                 "a message's length prefix says {n} bytes but its .npy is {} bytes shorter",
                 body.limit()
             )),
-            Err(e) => Answer::Garbage(format!("a message of {n} bytes is not a valid .npy ({})", e.kind())),
+            Err(e) => Answer::Garbage(format!(
+                "a message of {n} bytes is not a valid .npy ({})",
+                e.kind()
+            )),
         };
         let stop = !matches!(answer, Answer::Array(_));
         if tx.send(answer).is_err() || stop {
@@ -146,13 +149,18 @@ impl Worker {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .env("GKL_GPU_WORKER", index.to_string())
-            .env("GKL_GPU_SEED", cfg.seed.wrapping_add(index as u64).to_string());
+            .env(
+                "GKL_GPU_SEED",
+                cfg.seed.wrapping_add(index as u64).to_string(),
+            );
         #[cfg(unix)]
         {
             use std::os::unix::process::CommandExt;
             cmd.process_group(0);
         }
-        let mut child = cmd.spawn().map_err(|e| format!("cannot start `sh -c`: {e}"))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start `sh -c`: {e}"))?;
         let stdin: ChildStdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
         let mut stderr = child.stderr.take().expect("piped");
@@ -260,7 +268,10 @@ impl Worker {
         let mut msg = Vec::with_capacity(8 + npy.len());
         msg.extend_from_slice(&(npy.len() as u64).to_le_bytes());
         msg.extend_from_slice(&npy);
-        let sent = self.to_child.as_ref().is_some_and(|tx| tx.send(msg).is_ok());
+        let sent = self
+            .to_child
+            .as_ref()
+            .is_some_and(|tx| tx.send(msg).is_ok());
         let answer = if sent {
             self.from_child.recv_timeout(cfg.timeout)
         } else {
@@ -369,12 +380,14 @@ impl ExternalSimulator {
             libc::signal(libc::SIGPIPE, libc::SIG_IGN);
         }
         while pool.len() < self.cfg.workers.min(batches) {
-            let w = Worker::spawn(&self.cfg, pool.len()).map_err(|p| self.error(p, String::new()))?;
+            let w =
+                Worker::spawn(&self.cfg, pool.len()).map_err(|p| self.error(p, String::new()))?;
             pool.push(w);
         }
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
-        let results: Vec<Mutex<Option<Vec<f64>>>> = (0..batches).map(|_| Mutex::new(None)).collect();
+        let results: Vec<Mutex<Option<Vec<f64>>>> =
+            (0..batches).map(|_| Mutex::new(None)).collect();
         let first_error: Mutex<Option<(String, String)>> = Mutex::new(None);
         std::thread::scope(|s| {
             for (wi, w) in pool.iter_mut().enumerate().take(batches) {
@@ -408,7 +421,8 @@ impl ExternalSimulator {
                 kill_tree(&mut w.child);
             }
             pool.clear();
-            *self.dead.lock().unwrap_or_else(|p| p.into_inner()) = Some((problem.clone(), tail.clone()));
+            *self.dead.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((problem.clone(), tail.clone()));
             return Err(self.error(problem, tail));
         }
         let mut x = Vec::with_capacity(rows * self.dim_x().unwrap_or(0));
@@ -422,18 +436,29 @@ impl ExternalSimulator {
         Ok(x)
     }
 
-    fn check_answer(&self, wi: usize, a: Array, rows: usize) -> std::result::Result<Vec<f64>, String> {
+    fn check_answer(
+        &self,
+        wi: usize,
+        a: Array,
+        rows: usize,
+    ) -> std::result::Result<Vec<f64>, String> {
         let (r, c) = match *a.shape.as_slice() {
             [r, c] => (r, c),
             _ => {
                 return Err(format!(
                     "worker {wi} answered an array of shape ({}), expected 2-D (rows × dx)",
-                    a.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+                    a.shape
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             }
         };
         if r != rows {
-            return Err(format!("worker {wi} answered {r} rows for a batch of {rows}"));
+            return Err(format!(
+                "worker {wi} answered {r} rows for a batch of {rows}"
+            ));
         }
         if c == 0 {
             return Err(format!("worker {wi} answered {r}×0: x has no columns"));
@@ -441,7 +466,11 @@ impl ExternalSimulator {
         let mut dx = self.dim_x.lock().unwrap_or_else(|p| p.into_inner());
         match *dx {
             None => *dx = Some(c),
-            Some(d) if d != c => return Err(format!("worker {wi} answered {c} columns; the first answer had {d}")),
+            Some(d) if d != c => {
+                return Err(format!(
+                    "worker {wi} answered {c} columns; the first answer had {d}"
+                ))
+            }
             _ => {}
         }
         Ok(a.data)

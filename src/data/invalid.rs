@@ -49,7 +49,11 @@ impl Simulations {
     /// Applies `policy` to rows with NaN/±Inf in x: under `Drop` they are removed (order kept)
     /// and counted; under `Error` the first one is an error naming `source_name`. Rows whose θ
     /// is not finite are always an error (θ comes from a prior).
-    pub fn apply_invalid_policy(&mut self, policy: InvalidPolicy, source_name: &str) -> Result<InvalidCount> {
+    pub fn apply_invalid_policy(
+        &mut self,
+        policy: InvalidPolicy,
+        source_name: &str,
+    ) -> Result<InvalidCount> {
         let (dt, dx) = (self.dim_theta, self.dim_x);
         let n = self.rows();
         if let Some(i) = self
@@ -157,11 +161,18 @@ pub fn online_source(
                 } else {
                     (want + want / 4 + 8).min(want.saturating_mul(4).max(64))
                 };
-                let mut s = draw(ask, seed.wrapping_add(round.wrapping_mul(0xD1B5_4A32_D192_ED03)))?;
+                let mut s = draw(
+                    ask,
+                    seed.wrapping_add(round.wrapping_mul(0xD1B5_4A32_D192_ED03)),
+                )?;
                 stats.rows_simulated.fetch_add(s.rows(), Ordering::Relaxed);
                 let c = s.apply_invalid_policy(policy, &source_name)?;
-                stats.rows_with_nan.fetch_add(c.rows_with_nan, Ordering::Relaxed);
-                stats.rows_with_inf.fetch_add(c.rows_with_inf, Ordering::Relaxed);
+                stats
+                    .rows_with_nan
+                    .fetch_add(c.rows_with_nan, Ordering::Relaxed);
+                stats
+                    .rows_with_inf
+                    .fetch_add(c.rows_with_inf, Ordering::Relaxed);
                 let take = s.rows().min(want);
                 s.theta.truncate(take * s.dim_theta);
                 s.x.truncate(take * s.dim_x);
@@ -181,7 +192,10 @@ pub fn online_source(
         match attempt() {
             Ok(v) => v,
             Err(e) => {
-                failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(e);
                 std::panic::resume_unwind(Box::new("online simulator failed"))
             }
         }

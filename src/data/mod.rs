@@ -15,7 +15,9 @@ mod simulations;
 
 pub use error::{DataError, Result};
 pub use external::{ExternalConfig, ExternalSimulator, FRAME_LIMIT};
-pub use invalid::{online_source, FailureSlot, InvalidCount, InvalidPolicy, OnlineDraw, OnlineStats};
+pub use invalid::{
+    online_source, FailureSlot, InvalidCount, InvalidPolicy, OnlineDraw, OnlineStats,
+};
 pub use prior_file::{prior_from_bytes, read_prior, MAX_PRIOR_FILE};
 pub use sequence::{shard_range, simulate_task_rows, ShardSpec, SEQUENCE_BLOCK_ROWS};
 pub use shards::{Shard, ShardFiles, ShardSet};

@@ -12,7 +12,8 @@ pub const MAX_PRIOR_FILE: u64 = 16 << 20;
 /// Parses and validates a prior held in memory; `name` is used in messages.
 pub fn prior_from_bytes(bytes: &[u8], name: impl AsRef<Path>) -> Result<Prior> {
     let name = name.as_ref();
-    let text = std::str::from_utf8(bytes).map_err(|e| DataError::file(name, format!("not UTF-8 text: {e}")))?;
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| DataError::file(name, format!("not UTF-8 text: {e}")))?;
     Prior::from_json(text).map_err(|e| DataError::file(name, e.to_string()))
 }
 

@@ -25,7 +25,12 @@ fn block_seed(seed: u64, block: usize) -> u64 {
 }
 
 /// Rows `[start, end)` of a task's simulation sequence for `seed`: (θ, x), row-major.
-pub fn simulate_task_rows(task: &dyn Task, seed: u64, start: usize, end: usize) -> (Vec<f64>, Vec<f64>) {
+pub fn simulate_task_rows(
+    task: &dyn Task,
+    seed: u64,
+    start: usize,
+    end: usize,
+) -> (Vec<f64>, Vec<f64>) {
     let (dt, dx) = (task.dim_theta(), task.dim_x());
     if end <= start {
         return (vec![], vec![]);
@@ -40,7 +45,10 @@ pub fn simulate_task_rows(task: &dyn Task, seed: u64, start: usize, end: usize) 
             let theta = task.sample_prior(b, s);
             // Only the rows asked for are simulated; row i of the block keeps its own stream.
             let x = task.simulate(&theta[..hi * dt], s.wrapping_add(0x5349_4d55));
-            (theta[lo * dt..hi * dt].to_vec(), x[lo * dx..hi * dx].to_vec())
+            (
+                theta[lo * dt..hi * dt].to_vec(),
+                x[lo * dx..hi * dx].to_vec(),
+            )
         })
         .collect();
     let mut theta = Vec::with_capacity((end - start) * dt);
@@ -114,11 +122,17 @@ mod tests {
             }
             assert_eq!(next, n);
         }
-        assert_eq!("2/5".parse::<ShardSpec>().unwrap(), ShardSpec { index: 2, count: 5 });
+        assert_eq!(
+            "2/5".parse::<ShardSpec>().unwrap(),
+            ShardSpec { index: 2, count: 5 }
+        );
         assert!("5/5".parse::<ShardSpec>().is_err());
         assert!("1/0".parse::<ShardSpec>().is_err());
         assert!("x".parse::<ShardSpec>().is_err());
-        assert_eq!(ShardSpec { index: 3, count: 8 }.file_name(), "shard-00003-of-00008.npz");
+        assert_eq!(
+            ShardSpec { index: 3, count: 8 }.file_name(),
+            "shard-00003-of-00008.npz"
+        );
     }
 
     #[test]

@@ -88,7 +88,10 @@ impl ShardSet {
                 .file_name()
                 .map(|n| n.to_string_lossy().to_lowercase())
                 .unwrap_or_default();
-            if p.is_file() && (lower.ends_with(".npz") || lower.ends_with(".npy")) && !lower.starts_with('.') {
+            if p.is_file()
+                && (lower.ends_with(".npz") || lower.ends_with(".npy"))
+                && !lower.starts_with('.')
+            {
                 names.push(p);
             }
         }
@@ -147,16 +150,23 @@ impl ShardSet {
                     let mut h = read_npz_headers(p)?;
                     let names: Vec<String> = h.keys().cloned().collect();
                     let avail: Vec<&str> = names.iter().map(String::as_str).collect();
-                    let t = h.remove("theta").ok_or_else(|| missing(p, "theta", &avail))?;
+                    let t = h
+                        .remove("theta")
+                        .ok_or_else(|| missing(p, "theta", &avail))?;
                     let x = h.remove("x").ok_or_else(|| missing(p, "x", &avail))?;
                     (t, x, p.clone())
                 }
-                ShardFiles::NpyPair { theta, x } => (read_npy_header(theta)?, read_npy_header(x)?, theta.clone()),
+                ShardFiles::NpyPair { theta, x } => {
+                    (read_npy_header(theta)?, read_npy_header(x)?, theta.clone())
+                }
             };
             let (nt, dt) = rows_cols(&ti, &file, "theta")?;
             let (nx, dx) = rows_cols(&xi, &file, "x")?;
             if nt != nx {
-                return Err(DataError::file(&file, format!("theta has {nt} rows but x has {nx}")));
+                return Err(DataError::file(
+                    &file,
+                    format!("theta has {nt} rows but x has {nx}"),
+                ));
             }
             match &dims {
                 None => dims = Some((dt, dx, file.clone())),
@@ -215,7 +225,10 @@ impl ShardSet {
             };
             let file = s.files.path().to_path_buf();
             if (sims.rows(), sims.dim_theta, sims.dim_x) != (s.rows, self.dim_theta, self.dim_x) {
-                return Err(DataError::file(&file, "changed since the shard set was opened"));
+                return Err(DataError::file(
+                    &file,
+                    "changed since the shard set was opened",
+                ));
             }
             Ok((file, sims))
         })

@@ -20,14 +20,13 @@ impl Simulations {
     /// Checks that `theta` is `rows × dim_theta` and `x` is `rows × dim_x`.
     pub fn new(theta: Vec<f64>, x: Vec<f64>, dim_theta: usize, dim_x: usize) -> Option<Self> {
         let rows = theta.len().checked_div(dim_theta)?;
-        (dim_x > 0 && rows * dim_theta == theta.len() && rows.checked_mul(dim_x) == Some(x.len())).then_some(
-            Simulations {
+        (dim_x > 0 && rows * dim_theta == theta.len() && rows.checked_mul(dim_x) == Some(x.len()))
+            .then_some(Simulations {
                 theta,
                 x,
                 dim_theta,
                 dim_x,
-            },
-        )
+            })
     }
 
     pub fn rows(&self) -> usize {
@@ -52,14 +51,24 @@ impl Simulations {
     }
 
     /// Builds from two arrays read from `file` (1-D is one column; 2-D is rows × columns).
-    pub(crate) fn from_arrays(theta: (Array, &Path), x: (Array, &Path), whole: &Path) -> Result<Self> {
+    pub(crate) fn from_arrays(
+        theta: (Array, &Path),
+        x: (Array, &Path),
+        whole: &Path,
+    ) -> Result<Self> {
         let (nt, dt, th) = matrix(theta.0, theta.1, "theta")?;
         let (nx, dx, xs) = matrix(x.0, x.1, "x")?;
         if nt != nx {
-            return Err(DataError::file(whole, format!("theta has {nt} rows but x has {nx}")));
+            return Err(DataError::file(
+                whole,
+                format!("theta has {nt} rows but x has {nx}"),
+            ));
         }
         if nt == 0 {
-            return Err(DataError::file(whole, "no simulations (theta and x have 0 rows)"));
+            return Err(DataError::file(
+                whole,
+                "no simulations (theta and x have 0 rows)",
+            ));
         }
         Ok(Simulations {
             theta: th,
@@ -74,7 +83,10 @@ impl Simulations {
 fn matrix(a: Array, file: &Path, name: &str) -> Result<(usize, usize, Vec<f64>)> {
     match *a.shape.as_slice() {
         [n] => Ok((n, 1, a.data)),
-        [n, 0] => Err(DataError::file(file, format!("{name} has shape {n}×0: no columns"))),
+        [n, 0] => Err(DataError::file(
+            file,
+            format!("{name} has shape {n}×0: no columns"),
+        )),
         [n, d] => Ok((n, d, a.data)),
         _ => Err(DataError::file(
             file,
@@ -90,7 +102,11 @@ pub(crate) fn shape_text(shape: &[usize]) -> String {
     if shape.is_empty() {
         return "() (a scalar)".into();
     }
-    shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×")
+    shape
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("×")
 }
 
 /// Reads an `.npz` holding arrays `theta` (N × dθ) and `x` (N × dx), f32 or f64 (integer
@@ -142,7 +158,12 @@ pub fn load_path(path: impl AsRef<Path>) -> Result<(Simulations, Option<usize>)>
 /// Values within float32 rounding (2⁻²² relative) outside a uniform coordinate's bounds are
 /// clamped onto them rather than rejected, since θ drawn in float64 and stored as float32 lands
 /// there; the number of values clamped is returned.
-pub fn check_against_prior(s: &mut Simulations, prior: &Prior, data: &Path, prior_name: &str) -> Result<usize> {
+pub fn check_against_prior(
+    s: &mut Simulations,
+    prior: &Prior,
+    data: &Path,
+    prior_name: &str,
+) -> Result<usize> {
     if s.dim_theta != prior.dim() {
         return Err(DataError::file(
             data,
@@ -162,7 +183,9 @@ pub fn check_against_prior(s: &mut Simulations, prior: &Prior, data: &Path, prio
         let mut ok = true;
         for (v, c) in row.iter_mut().zip(&comps) {
             match c {
-                Some(c @ Component::Uniform { low, high }) if !c.in_support(*v) && v.is_finite() => {
+                Some(c @ Component::Uniform { low, high })
+                    if !c.in_support(*v) && v.is_finite() =>
+                {
                     let tol = |b: f64| b.abs().max(1.0) * f64::powi(2.0, -22);
                     if *v < *low && *low - *v <= tol(*low) {
                         *v = *low;
