@@ -114,6 +114,9 @@ pub(crate) fn shape_text(shape: &[usize]) -> String {
 pub fn load_npz(path: impl AsRef<Path>) -> Result<Simulations> {
     let path = path.as_ref();
     let mut npz = read_npz(path)?;
+    // Both present before either is taken (so a message lists everything the file holds).
+    npz.get("theta")?;
+    npz.get("x")?;
     let theta = npz.take("theta")?;
     let x = npz.take("x")?;
     Simulations::from_arrays((theta, path), (x, path), path)
