@@ -25,7 +25,10 @@ fn main() {
 }
 
 fn serve() -> Result<(), Box<dyn std::error::Error>> {
-    let seed: u64 = std::env::var("GKL_GPU_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let seed: u64 = std::env::var("GKL_GPU_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let (mut stdin, mut stdout) = (std::io::stdin().lock(), std::io::stdout().lock());
     loop {
@@ -37,7 +40,9 @@ fn serve() -> Result<(), Box<dyn std::error::Error>> {
         }
         let n = u64::from_le_bytes(len);
         let theta = read_npy_from(&mut (&mut stdin).take(n), "stdin")?;
-        let [rows, d] = theta.shape[..] else { return Err(format!("θ must be 2-D, got {:?}", theta.shape).into()) };
+        let [rows, d] = theta.shape[..] else {
+            return Err(format!("θ must be 2-D, got {:?}", theta.shape).into());
+        };
         if d != 2 {
             return Err(format!("θ must have 2 columns, got {d}").into());
         }

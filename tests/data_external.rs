@@ -8,7 +8,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn python() -> bool {
-    let ok = Command::new("python3").arg("-c").arg("import struct").output().is_ok_and(|o| o.status.success());
+    let ok = Command::new("python3")
+        .arg("-c")
+        .arg("import struct")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !ok {
         eprintln!("NOTICE: python3 not found; skipping this external-simulator test");
     }
@@ -16,7 +20,12 @@ fn python() -> bool {
 }
 
 fn script() -> String {
-    format!("python3 {}", Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/simulators/misbehave.py").display())
+    format!(
+        "python3 {}",
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/simulators/misbehave.py")
+            .display()
+    )
 }
 
 fn sim(mode: &str, workers: usize, batch: usize, timeout_s: f64) -> ExternalSimulator {
@@ -54,7 +63,10 @@ fn failure(mode: &str, timeout_s: f64) -> String {
     let s = sim(mode, 2, 10, timeout_s);
     let e = s.simulate(&theta(50)).unwrap_err().to_string();
     assert!(!e.contains('\n'), "not one line: {e}");
-    assert!(e.starts_with(&format!("simulator `{} {mode}`: ", script())), "{e}");
+    assert!(
+        e.starts_with(&format!("simulator `{} {mode}`: ", script())),
+        "{e}"
+    );
     // Once failed, the simulator stays failed.
     assert_eq!(s.simulate(&theta(5)).unwrap_err().to_string(), e);
     e
@@ -66,31 +78,63 @@ fn misbehaving_children_end_the_run_with_their_stderr() {
         return;
     }
     let e = failure("crash", 60.0);
-    assert!(e.contains("exited with status 1 instead of answering a batch of 10 rows"), "{e}");
-    assert!(e.contains("RuntimeError: simulated crash in batch 1"), "{e}");
+    assert!(
+        e.contains("exited with status 1 instead of answering a batch of 10 rows"),
+        "{e}"
+    );
+    assert!(
+        e.contains("RuntimeError: simulated crash in batch 1"),
+        "{e}"
+    );
     let e = failure("garbage", 60.0);
-    assert!(e.contains("answered garbage: stdout is not framed .npy messages: it starts with 'hello fr'"), "{e}");
+    assert!(
+        e.contains(
+            "answered garbage: stdout is not framed .npy messages: it starts with 'hello fr'"
+        ),
+        "{e}"
+    );
     assert!(e.contains("(stderr: misbehave: batch 0 of 10 rows)"), "{e}");
     let e = failure("rows", 60.0);
     assert!(e.contains("answered 9 rows for a batch of 10"), "{e}");
     let e = failure("width", 60.0);
-    assert!(e.contains("answered 3 columns; the first answer had 2"), "{e}");
+    assert!(
+        e.contains("answered 3 columns; the first answer had 2"),
+        "{e}"
+    );
     let e = failure("exit0", 60.0);
-    assert!(e.contains("exited with status 0 instead of answering"), "{e}");
+    assert!(
+        e.contains("exited with status 0 instead of answering"),
+        "{e}"
+    );
     let t = Instant::now();
     let e = failure("hang", 1.0);
-    assert!(e.contains("did not answer a batch of 10 rows within 1 s (--simulator-timeout); killed it"), "{e}");
-    assert!(t.elapsed() < Duration::from_secs(20), "the timeout was not honoured");
+    assert!(
+        e.contains("did not answer a batch of 10 rows within 1 s (--simulator-timeout); killed it"),
+        "{e}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "the timeout was not honoured"
+    );
 }
 
 #[test]
 fn a_command_that_does_not_exist() {
     let s = ExternalSimulator::new(
-        ExternalConfig { command: "/nonexistent/simulator".into(), workers: 1, batch: 5, timeout: Duration::from_secs(30), seed: 0 },
+        ExternalConfig {
+            command: "/nonexistent/simulator".into(),
+            workers: 1,
+            batch: 5,
+            timeout: Duration::from_secs(30),
+            seed: 0,
+        },
         1,
     );
     let e = s.simulate(&[0.0; 3]).unwrap_err().to_string();
-    assert!(e.starts_with("simulator `/nonexistent/simulator`: worker 0 exited with status 127"), "{e}");
+    assert!(
+        e.starts_with("simulator `/nonexistent/simulator`: worker 0 exited with status 127"),
+        "{e}"
+    );
     assert!(e.contains("not found") || e.contains("No such file"), "{e}");
 }
 
@@ -100,20 +144,35 @@ fn nan_rows_come_back_as_they_are() {
         return;
     }
     let x = sim("nan", 1, 100, 60.0).simulate(&theta(28)).unwrap();
-    let bad = x.chunks(2).filter(|r| r.iter().any(|v| !v.is_finite())).count();
+    let bad = x
+        .chunks(2)
+        .filter(|r| r.iter().any(|v| !v.is_finite()))
+        .count();
     assert_eq!(bad, 7 + 3); // rows 0, 4, ..., 24 NaN; rows 7, 14, 21 Inf
 }
 
 /// The Rust example simulator (built by `cargo test` with the other examples) speaks the framing.
 #[test]
 fn the_rust_example_simulator() {
-    let exe: PathBuf = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples/rust_simulator");
+    let exe: PathBuf = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/rust_simulator");
     if !exe.exists() {
         eprintln!("NOTICE: {} not built; skipping", exe.display());
         return;
     }
     let s = ExternalSimulator::new(
-        ExternalConfig { command: exe.display().to_string(), workers: 2, batch: 16, timeout: Duration::from_secs(60), seed: 3 },
+        ExternalConfig {
+            command: exe.display().to_string(),
+            workers: 2,
+            batch: 16,
+            timeout: Duration::from_secs(60),
+            seed: 3,
+        },
         2,
     );
     let t: Vec<f64> = (0..50).flat_map(|i| [1.0 + i as f64 / 50.0, 0.5]).collect();
