@@ -5,6 +5,7 @@
 //! with a CPU f64 reference beside it), [`models`] (networks built from kernels), [`training`].
 
 pub mod bench;
+pub mod data;
 pub mod error;
 pub mod evaluation;
 pub mod io;

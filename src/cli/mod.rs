@@ -2,6 +2,7 @@
 
 mod bench;
 mod c2st;
+mod data;
 mod observation;
 mod tasks;
 mod info;
@@ -87,7 +88,16 @@ pub fn run() -> Result<()> {
         // Mesa's implicit layers complain without it; nothing we use needs it.
         std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // One line, like every other error (clap's usage hint would make it three).
+            let text = e.render().to_string();
+            eprintln!("{}", text.lines().next().unwrap_or("error: bad arguments"));
+            std::process::exit(2);
+        }
+    };
     match cli.command {
         Command::Info(a) => info::run(&cli.gpu, a),
         Command::Bench(a) => bench::run(&cli.gpu, a),

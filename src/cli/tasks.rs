@@ -2,7 +2,8 @@
 //! posteriors, written as files NumPy reads.
 
 use super::observation::ObservationArgs;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use gkl_gpu::data::{shard_range, simulate_task_rows, ShardSpec};
 use clap::Args;
 use gkl_gpu::io::{write_npy_f64, write_npz, NpyData};
 use gkl_tasks::task_by_name;
@@ -14,11 +15,16 @@ pub struct SimulateArgs {
     /// Benchmark task (gaussian_linear, two_moons, slcp, sir, ...)
     #[arg(long)]
     task: String,
+    /// Rows of the whole data set (with --shard: of all shards together)
     #[arg(long)]
     num_simulations: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Output .npz with arrays `theta` [N, dθ] and `x` [N, dx] (float32)
+    /// Write only shard i of n (0-based): rows [i·N/n, (i+1)·N/n) of the same sequence the
+    /// unsharded run writes, as OUT/shard-{i:05}-of-{n:05}.npz
+    #[arg(long, value_name = "i/n")]
+    shard: Option<ShardSpec>,
+    /// Output .npz with arrays `theta` [N, dθ] and `x` [N, dx] (float32); with --shard, a folder
     #[arg(long)]
     out: PathBuf,
 }
@@ -28,26 +34,36 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
     if a.num_simulations == 0 {
         bail!("--num-simulations must be positive");
     }
+    let spec = a.shard.unwrap_or(ShardSpec { index: 0, count: 1 });
+    let (lo, hi) = shard_range(a.num_simulations, spec.index, spec.count);
+    let out = match a.shard {
+        Some(s) => {
+            std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+            a.out.join(s.file_name())
+        }
+        None => a.out.clone(),
+    };
     let t = Instant::now();
-    let theta = task.sample_prior(a.num_simulations, a.seed);
-    // The simulator's stream is separate from the prior's.
-    let x = task.simulate(&theta, a.seed.wrapping_add(0x5349_4d55));
+    // Fixed blocks of the sequence, so that any shard is simulated on its own.
+    let (theta, x) = simulate_task_rows(task.as_ref(), a.seed, lo, hi);
     let secs = t.elapsed().as_secs_f64();
+    let rows = hi - lo;
+    let invalid = x.chunks_exact(task.dim_x()).filter(|r| r.iter().any(|v| !v.is_finite())).count();
     let f = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
     let (tf, xf) = (f(&theta), f(&x));
     write_npz(
-        &a.out,
+        &out,
         &[
-            ("theta", &[a.num_simulations, task.dim_theta()], NpyData::F32(&tf)),
-            ("x", &[a.num_simulations, task.dim_x()], NpyData::F32(&xf)),
+            ("theta", &[rows, task.dim_theta()], NpyData::F32(&tf)),
+            ("x", &[rows, task.dim_x()], NpyData::F32(&xf)),
         ],
     )?;
     eprintln!(
-        "simulated {} × {} in {secs:.2} s ({:.0} simulations/s); wrote {}",
-        a.num_simulations,
+        "simulated {rows} × {}{} in {secs:.2} s ({:.0} simulations/s; {invalid} with NaN or Inf in x); wrote {}",
         task.name(),
-        a.num_simulations as f64 / secs,
-        a.out.display()
+        a.shard.map(|s| format!(" (rows {lo}..{hi}, shard {} of {})", s.index, s.count)).unwrap_or_default(),
+        rows as f64 / secs.max(1e-9),
+        out.display()
     );
     Ok(())
 }

@@ -16,9 +16,11 @@ use std::time::Instant;
 
 #[derive(Parser)]
 pub struct TrainArgs {
-    /// Benchmark task to simulate
+    /// Benchmark task to simulate (optional with --data/--theta/--simulator-cmd and --prior)
     #[arg(long)]
-    task: String,
+    task: Option<String>,
+    #[command(flatten)]
+    data: super::data::DataArgs,
     /// Surrogate: npe (normalized flow), ratio (prior × exp f), hybrid (flow × exp f)
     #[arg(long, value_enum, default_value_t = Method::Npe)]
     method: Method,
@@ -146,7 +148,6 @@ pub fn quickstart(gpu: &GpuArgs, q: QuickstartArgs) -> Result<()> {
 }
 
 pub fn run(gpu: &GpuArgs, a: TrainArgs) -> Result<()> {
-    let task = task_by_name(&a.task)?;
     if a.simulations < 10 {
         bail!("--simulations must be at least 10");
     }
@@ -154,19 +155,11 @@ pub fn run(gpu: &GpuArgs, a: TrainArgs) -> Result<()> {
         bail!("--validation-fraction must be in [0, 0.9)");
     }
     let start = Instant::now();
-    // Simulate on CPU threads while the device opens and the pipelines compile.
-    let (n, seed) = (a.simulations, a.seed);
-    let task_name = a.task.clone();
-    let sim = std::thread::spawn(move || -> Result<(Vec<f64>, Vec<f64>, f64)> {
-        let t = Instant::now();
-        let task = task_by_name(&task_name)?;
-        let theta = task.sample_prior(n, seed);
-        let x = task.simulate(&theta, seed.wrapping_add(0x5349_4d55));
-        Ok((theta, x, t.elapsed().as_secs_f64()))
-    });
+    // Load or simulate on CPU threads while the device opens and the pipelines compile.
+    let pending = super::data::prepare(&a.data, a.task.as_deref(), a.simulations, a.seed, a.online)?;
     let ctx = gpu.context()?;
-    let (theta, x, sim_s) = sim.join().map_err(|_| anyhow::anyhow!("simulator thread panicked"))??;
-    eprintln!("simulated {n} × {} in {sim_s:.2} s", task.name());
+    let data = pending.finish()?;
+    data.write_summary(&a.out)?;
 
     let settings = NpeSettings {
         method: a.method,
@@ -207,15 +200,7 @@ pub fn run(gpu: &GpuArgs, a: TrainArgs) -> Result<()> {
     let tty = std::io::stderr().is_terminal();
     let max_epochs = a.max_epochs;
     let mut write_err = None;
-    let online: Option<Simulator> = a.online.then(|| {
-        let t: std::sync::Arc<dyn gkl_tasks::Task> = std::sync::Arc::from(task_by_name(&a.task).expect("task checked above"));
-        let sim: Simulator = std::sync::Arc::new(move |n: usize, seed: u64| {
-            let th = t.sample_prior(n, seed);
-            let x = t.simulate(&th, seed.wrapping_add(0x5349_4d55));
-            (th, x)
-        });
-        sim
-    });
+    let online: Option<Simulator> = data.online.clone();
     let mut on_epoch = |m: &EpochMetrics| {
         if let Err(e) = serde_json::to_writer(&mut metrics, m).map_err(anyhow::Error::from).and_then(|_| Ok(writeln!(metrics)?)) {
             write_err.get_or_insert(e);
@@ -240,7 +225,9 @@ pub fn run(gpu: &GpuArgs, a: TrainArgs) -> Result<()> {
             eprintln!("{line}");
         }
     };
-    let outcome = train_npe_with(&ctx, task.prior(), &theta, &x, task.dim_x(), &settings, Some(task.name()), online, &mut on_epoch)?;
+    let outcome = train_npe_with(&ctx, &data.prior, &data.theta, &data.x, data.dim_x, &settings, data.task.as_deref(), online, &mut on_epoch)
+        .map_err(|e| data.explain(e.into()))?;
+    data.write_summary(&a.out)?;
     if tty {
         eprintln!();
     }

@@ -846,6 +846,65 @@ pub fn read_npy_stream<R: Read + ?Sized>(
     finish(h, &data).map(Some).map_err(err)
 }
 
+/// What an `.npy` header says, without the data: shape, dtype and memory order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NpyInfo {
+    /// Dimensions, outermost first.
+    pub shape: Vec<usize>,
+    /// The dtype as the messages name it: `f64`, `f32`, `i8`, `bool`, ...
+    pub dtype: String,
+    /// Whether the data is stored in Fortran (column-major) order.
+    pub fortran_order: bool,
+}
+
+/// Reads only the preamble and header of an `.npy` message from a stream (the reader is left at
+/// the start of the data). The element count and byte size are checked to be addressable.
+pub fn read_npy_header_from<R: Read + ?Sized>(reader: &mut R, name: impl AsRef<Path>) -> Result<NpyInfo> {
+    let name = name.as_ref();
+    let err = |k| IoError::new(name, k);
+    let ioerr = |e| IoError::io(name, "read", e);
+    let mut pre = [0u8; 12];
+    let mut have = read_full(reader, &mut pre[..8]).map_err(ioerr)?;
+    if have == 0 {
+        return Err(err(ErrorKind::Truncated("file is empty".into())));
+    }
+    let parsed = match parse_preamble(&pre[..have]).map_err(err)? {
+        Some(p) => Some(p),
+        None if have == 8 => {
+            let want = if pre[6] == 1 { 10 } else { 12 };
+            have += read_full(reader, &mut pre[8..want]).map_err(ioerr)?;
+            parse_preamble(&pre[..have]).map_err(err)?
+        }
+        None => None,
+    };
+    let (major, _, hlen) = parsed.ok_or_else(|| {
+        err(ErrorKind::Truncated(format!(
+            "ended after {have} bytes, inside the preamble"
+        )))
+    })?;
+    let raw = read_bounded(reader, hlen).map_err(ioerr)?;
+    if raw.len() < hlen {
+        return Err(err(ErrorKind::Truncated(format!(
+            "header length field says {hlen} bytes, found {}",
+            raw.len()
+        ))));
+    }
+    let h = decode_header_bytes(major, &raw).map_err(err)?;
+    data_size(&h).map_err(err)?;
+    Ok(NpyInfo {
+        dtype: h.dtype.name(),
+        fortran_order: h.fortran_order,
+        shape: h.shape,
+    })
+}
+
+/// Reads only the header of an `.npy` file (see [`read_npy_header_from`]).
+pub fn read_npy_header(path: impl AsRef<Path>) -> Result<NpyInfo> {
+    let path = path.as_ref();
+    let mut f = File::open(path).map_err(|e| IoError::io(path, "open", e))?;
+    read_npy_header_from(&mut f, path)
+}
+
 /// Reads exactly one `.npy` message from a stream; end of stream is an error.
 pub fn read_npy_from<R: Read + ?Sized>(reader: &mut R, name: impl AsRef<Path>) -> Result<Array> {
     let name = name.as_ref();

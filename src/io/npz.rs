@@ -11,7 +11,7 @@ use zip::CompressionMethod;
 use super::array::Array;
 use super::atomic::atomic_write_with;
 use super::error::{list_names, ErrorKind, IoError, Result};
-use super::npy::{check_shape, read_npy_stream, write_npy_unchecked, NpyData};
+use super::npy::{check_shape, read_npy_header_from, read_npy_stream, write_npy_unchecked, NpyData, NpyInfo};
 
 /// The arrays of an `.npz` file, by name (without the `.npy` suffix).
 #[derive(Debug, Clone, PartialEq)]
@@ -166,6 +166,42 @@ pub fn read_npz(path: impl AsRef<Path>) -> Result<Npz> {
     let path = path.as_ref();
     let file = std::fs::File::open(path).map_err(|e| IoError::io(path, "open", e))?;
     read_archive(std::io::BufReader::new(file), path)
+}
+
+/// The header of every `*.npy` member of an `.npz` file, by array name, without reading the
+/// data (each member is decompressed only as far as its header).
+pub fn read_npz_headers(path: impl AsRef<Path>) -> Result<BTreeMap<String, NpyInfo>> {
+    let path = path.as_ref();
+    let file = std::fs::File::open(path).map_err(|e| IoError::io(path, "open", e))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| zip_err(path, e))?;
+    let mut out = BTreeMap::new();
+    for i in 0..zip.len() {
+        let mut member = zip.by_index(i).map_err(|e| zip_err(path, e))?;
+        if member.is_dir() {
+            continue;
+        }
+        let full = member.name().to_string();
+        let Some(name) = full.strip_suffix(".npy") else {
+            continue;
+        };
+        let name = name.to_string();
+        let info = read_npy_header_from(&mut member, &full).map_err(|e| {
+            IoError::new(
+                path,
+                ErrorKind::InMember {
+                    member: full.clone(),
+                    inner: Box::new(e.into_kind()),
+                },
+            )
+        })?;
+        if out.insert(name, info).is_some() {
+            return Err(IoError::new(
+                path,
+                ErrorKind::Zip(format!("member '{full}' appears twice")),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// Reads an `.npz` archive held in memory. `name` is used in error messages.

@@ -109,13 +109,16 @@ impl NpeModel {
     pub fn load(dir: &Path) -> Result<Self> {
         let bad = |problem: String| Error::Model { path: dir.display().to_string(), problem };
         let cfg_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&cfg_path).map_err(|e| bad(format!("cannot read config.json: {e}")))?;
+        let text = read_capped(&cfg_path).map_err(bad)?;
         let cfg: ConfigFile = serde_json::from_str(&text).map_err(|e| bad(format!("config.json: {e}")))?;
         if cfg.format_version != FORMAT_VERSION {
             return Err(bad(format!("model format version {} is not supported (this build reads {FORMAT_VERSION})", cfg.format_version)));
         }
         let method = Method::parse(&cfg.method).ok_or_else(|| bad(format!("method '{}' is not supported by this build", cfg.method)))?;
         cfg.prior.validate()?;
+        // A corrupted or hostile config.json must not make later steps overflow or allocate
+        // without bound: check every size the networks are built from.
+        check_config_bounds(&cfg).map_err(bad)?;
         if cfg.prior.dim() != cfg.dim_theta {
             return Err(bad(format!("prior and dim_theta disagree ({}, {})", cfg.prior.dim(), cfg.dim_theta)));
         }
@@ -184,3 +187,85 @@ impl NpeModel {
         })
     }
 }
+
+/// Largest `config.json` read (real ones are a few KiB).
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+fn read_capped(path: &Path) -> std::result::Result<String, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot read config.json: {e}"))?;
+    let mut bytes = Vec::new();
+    f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read config.json: {e}"))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(format!("config.json is larger than {MAX_CONFIG_BYTES} bytes"));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("config.json is not UTF-8: {e}"))
+}
+
+/// Bounds on a loaded config that keep every size derived from it small and overflow-free.
+fn check_config_bounds(cfg: &ConfigFile) -> std::result::Result<(), String> {
+    let within = |what: &str, v: usize, lo: usize, hi: usize| {
+        if (lo..=hi).contains(&v) {
+            Ok(())
+        } else {
+            Err(format!("config.json: {what} = {v} is outside {lo}..={hi}"))
+        }
+    };
+    within("dim_theta", cfg.dim_theta, 1, 4096)?;
+    within("dim_x", cfg.dim_x, 1, 1 << 20)?;
+    within("arena_align", cfg.arena_align, 1, 1 << 16)?;
+    within("arena_len", cfg.arena_len, 1, 1 << 31)?;
+    if let Some(f) = &cfg.flow {
+        within("flow.dim", f.dim, 1, 4096)?;
+        within("flow.transforms", f.transforms, 1, 256)?;
+        within("flow.hidden", f.hidden, 1, 1 << 14)?;
+        within("flow.hidden_layers", f.hidden_layers, 1, 64)?;
+        within("flow.bins", f.bins, 1, 1024)?;
+        if !(f.tail_bound.is_finite() && f.tail_bound > 0.0) {
+            return Err(format!("config.json: flow.tail_bound = {} must be finite and positive", f.tail_bound));
+        }
+    }
+    if let Some(r) = &cfg.ratio {
+        within("ratio.hidden", r.hidden, 1, 1 << 14)?;
+        within("ratio.blocks", r.blocks, 0, 64)?;
+        let off = cfg.ratio_offset.ok_or("config.json: ratio network without ratio_offset")?;
+        let len = crate::models::mlp::Mlp::model_len(r, cfg.arena_align);
+        if off.checked_add(len).is_none_or(|end| end > cfg.arena_len) {
+            return Err("config.json: the ratio network does not fit in the parameter arena".into());
+        }
+    }
+    let context = match &cfg.embedding {
+        Some(e) => {
+            if e.in_dim != cfg.dim_x {
+                return Err(format!("config.json: embedding.in_dim = {} but dim_x = {}", e.in_dim, cfg.dim_x));
+            }
+            within("embedding.out_dim", e.out_dim, 1, 1 << 14)?;
+            within("embedding.hidden", e.hidden, 1, 1 << 14)?;
+            within("embedding.blocks", e.blocks, 0, 64)?;
+            let off = cfg.embedding_offset.ok_or("config.json: embedding without embedding_offset")?;
+            let len = crate::models::mlp::Mlp::model_len(e, cfg.arena_align);
+            if off.checked_add(len).is_none_or(|end| end > cfg.arena_len) {
+                return Err("config.json: the embedding does not fit in the parameter arena".into());
+            }
+            e.out_dim
+        }
+        None => {
+            if cfg.embedding_offset.is_some() {
+                return Err("config.json: embedding_offset without an embedding".into());
+            }
+            cfg.dim_x
+        }
+    };
+    if let Some(f) = &cfg.flow {
+        if f.context_dim != context {
+            return Err(format!("config.json: flow.context_dim = {} but the flow's context has {context} values", f.context_dim));
+        }
+        let off = cfg.flow_offset.ok_or("config.json: flow without flow_offset")?;
+        let flow_len = f.arena_len(cfg.arena_align);
+        if off.checked_add(flow_len).is_none_or(|end| end > cfg.arena_len) {
+            return Err("config.json: the flow does not fit in the parameter arena".into());
+        }
+    }
+    Ok(())
+}
+
