@@ -72,7 +72,7 @@ pub struct ObsReport {
     /// Proposals after the warm-up (the denominators below).
     pub proposals: u64,
     pub warmup_proposals: u64,
-    /// Accepted samples / post-warm-up proposals.
+    /// Acceptances / proposals since the last restart (the sampler's cost figure).
     pub acceptance_rate: f64,
     /// Proposals outside the prior's support (hybrid: the base flow leaks there).
     pub outside_support: u64,
@@ -174,6 +174,9 @@ struct ObsState {
     sampling: bool,
     done: bool,
     accepted: usize,
+    /// Acceptances (uncapped) and proposals since the last restart: the acceptance rate.
+    raw_accepted: u64,
+    since_restart: u64,
     z_sum: f64,
     report: ObsReport,
 }
@@ -315,6 +318,8 @@ impl<'a> RejectionSampler<'a> {
                 sampling: false,
                 done: false,
                 accepted: 0,
+                raw_accepted: 0,
+                since_restart: 0,
                 z_sum: 0.0,
                 report: ObsReport {
                     accepted: 0,
@@ -410,6 +415,8 @@ impl<'a> RejectionSampler<'a> {
                     }
                 } else {
                     s.report.proposals += p as u64;
+                    s.since_restart += p as u64;
+                    s.raw_accepted = cnt[2 * o] as u64;
                     s.report.outside_support += outside;
                     // Σ exp f = e^{log M} Σ exp(f − log M), summed in f64 on the host.
                     s.z_sum += sum_e * (s.log_m as f32 as f64).exp();
@@ -419,6 +426,8 @@ impl<'a> RejectionSampler<'a> {
                         s.log_m = max_f + ln_factor;
                         s.report.restarts += 1;
                         s.accepted = 0;
+                        s.raw_accepted = 0;
+                        s.since_restart = 0;
                         resets.push(o);
                     }
                     let enough = s.accepted >= n && s.report.proposals >= cfg.min_proposals;
@@ -449,7 +458,7 @@ impl<'a> RejectionSampler<'a> {
             let mut r = s.report;
             r.accepted = k;
             r.log_m = s.log_m;
-            r.acceptance_rate = if r.proposals > 0 { k as f64 / r.proposals as f64 } else { 0.0 };
+            r.acceptance_rate = if s.since_restart > 0 { s.raw_accepted as f64 / s.since_restart as f64 } else { 0.0 };
             r.log_z = if r.proposals > 0 { (s.z_sum / r.proposals as f64).ln() } else { f64::NAN };
             reports.push(r);
         }

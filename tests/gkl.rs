@@ -1,0 +1,367 @@
+//! The generalized-KL surrogates: loss gradients against finite differences of the f64 reference
+//! (same contrastive draws), the hybrid's base draws against the flow's own inverse, the batched
+//! rejection sampler against its CPU reference (same Philox stream), budgets that stop a hopeless
+//! observation without stalling the others, and ratio/hybrid posteriors against an exact one.
+
+mod common;
+use common::*;
+use gkl_gpu::kernels::gkl::{self, cpu as gcpu, Contrast, GklParams};
+use gkl_gpu::kernels::layout::{pack, pad4, unpack};
+use gkl_gpu::kernels::Activation;
+use gkl_gpu::models::arena::ParamArena;
+use gkl_gpu::models::flow::{cpu as fcpu, Flow, FlowConfig, FlowKind, FlowSampleOptions, FlowSamplePlan, SAMPLE_STREAM};
+use gkl_gpu::models::mlp::{cpu as mcpu, Mlp, MlpConfig, MlpPlan, MlpWeights};
+use gkl_gpu::kernels::rng::RngStream;
+use gkl_gpu::runtime::Dispatch;
+use gkl_gpu::sampling::npe::NpePosterior;
+use gkl_gpu::sampling::rejection::{cpu as rcpu, PriorPack, Proposal, RejectionConfig, RejectionSampler};
+use gkl_gpu::training::npe::{train_npe, NpeSettings};
+use gkl_gpu::training::preprocess::{Preprocess, Standardize};
+use gkl_gpu::training::Method;
+use gkl_tasks::Prior;
+use rand::Rng;
+use rand_distr::StandardNormal;
+
+fn ratio_cfg(d: usize, dx: usize) -> MlpConfig {
+    MlpConfig { in_dim: d + dx, out_dim: 1, hidden: 8, blocks: 1, act: Activation::Tanh, residual: true }
+}
+
+/// The CPU loss of a ratio net on given joint rows and contrastive draws (None: from the batch).
+fn cpu_loss(cfg: &MlpConfig, w: &MlpWeights, theta: &[f64], x: &[f64], neg: Option<&[f64]>, b: usize, k: usize, d: usize, dx: usize) -> f64 {
+    let inp = gcpu::pairs(theta, x, neg, b, k, d, dx);
+    let f = mcpu::forward(cfg, w, &inp, b * (1 + k)).y;
+    gcpu::loss(&f, b, k)
+}
+
+/// Gradient of the loss w.r.t. every weight by central differences.
+fn fd_grad(cfg: &MlpConfig, w: &MlpWeights, loss: &dyn Fn(&MlpWeights) -> f64) -> MlpWeights {
+    let h = 1e-5;
+    let mut g = w.clone();
+    for l in 0..w.w.len() {
+        for i in 0..w.w[l].len() {
+            let (mut a, mut b) = (w.clone(), w.clone());
+            a.w[l][i] += h;
+            b.w[l][i] -= h;
+            g.w[l][i] = (loss(&a) - loss(&b)) / (2.0 * h);
+        }
+        for i in 0..w.b[l].len() {
+            let (mut a, mut b) = (w.clone(), w.clone());
+            a.b[l][i] += h;
+            b.b[l][i] -= h;
+            g.b[l][i] = (loss(&a) - loss(&b)) / (2.0 * h);
+        }
+    }
+    let _ = cfg;
+    g
+}
+
+fn flat(w: &MlpWeights) -> Vec<f64> {
+    w.w.iter().zip(&w.b).flat_map(|(a, b)| a.iter().chain(b).copied().collect::<Vec<f64>>()).collect()
+}
+
+/// One GPU step of the ratio term: pairs → net → loss → backward; returns (grads, acc sums, f).
+fn gpu_ratio_step(cfg: &MlpConfig, w: &MlpWeights, theta: &[f64], x: &[f64], neg: Option<&[f64]>, b: usize, k: usize, d: usize, dx: usize) -> (MlpWeights, Vec<f32>) {
+    let ctx = ctx();
+    let net = Mlp::new(ctx, cfg.clone(), w).unwrap();
+    let p = GklParams::new(b, k, d, dx);
+    let uni = ctx.uniform("gkl", &p);
+    let plan = MlpPlan::new(ctx, &net, p.rows()).unwrap();
+    let th = ctx.tensor_from("theta", &pack(theta, b, d)).unwrap();
+    let xt = ctx.tensor_from("x", &pack(x, b, dx)).unwrap();
+    let negt = neg.map(|n| ctx.tensor_from("neg", &pack(n, b * k, d)).unwrap());
+    let acc = ctx.tensor_zeros("acc", 4).unwrap();
+    let contrast = negt.as_ref().map_or(Contrast::Batch, Contrast::Draws);
+    let mut ds: Vec<Dispatch> = vec![gkl::pairs(ctx, &uni, &p, &th, &xt, contrast, &plan.x).unwrap()];
+    ds.extend(plan.forward.iter().cloned());
+    ds.push(gkl::loss(ctx, &uni, &plan.y, &plan.dy, &acc, true).unwrap());
+    ds.extend(plan.backward.iter().cloned());
+    let refs: Vec<&Dispatch> = ds.iter().collect();
+    ctx.run(&refs).unwrap();
+    (net.gradients(ctx).unwrap(), ctx.read(&acc).unwrap())
+}
+
+fn check_ratio_gradient(bias_shift: f64) {
+    let (b, k, d, dx) = (7, 3, 2, 3);
+    let cfg = ratio_cfg(d, dx);
+    let mut g = rng(11);
+    let mut w = MlpWeights::init(&cfg, &mut g);
+    // A shifted output puts every exp f past the cap, where sexp is linear.
+    w.b[cfg.blocks + 1][0] += bias_shift;
+    let theta = randn(&mut g, b * d, 1.5);
+    let x = randn(&mut g, b * dx, 1.5);
+    for neg in [None, Some(randn(&mut g, b * k * d, 1.5))] {
+        let loss = |w: &MlpWeights| cpu_loss(&cfg, w, &theta, &x, neg.as_deref(), b, k, d, dx);
+        let fd = fd_grad(&cfg, &w, &loss);
+        let (gpu, acc) = gpu_ratio_step(&cfg, &w, &theta, &x, neg.as_deref(), b, k, d, dx);
+        let scale = flat(&fd).iter().fold(0f64, |m, v| m.max(v.abs()));
+        let err = max_rel_err(&flat(&gpu), &flat(&fd), 1e-3 * scale.max(1.0), 2e-3);
+        assert!(err <= 1.0, "ratio-loss gradient (shift {bias_shift}, draws {}) off by {err}× tolerance", neg.is_some());
+        // The accumulated sums are the loss: (Σ −f + Σ Ẑ) / B.
+        let l = (acc[0] as f64 + acc[1] as f64) / b as f64;
+        let exact = loss(&w);
+        assert!((l - exact).abs() <= 1e-4 * exact.abs().max(1.0), "loss {l} vs reference {exact}");
+    }
+}
+
+#[test]
+fn ratio_loss_gradient_matches_finite_differences() {
+    check_ratio_gradient(0.0);
+}
+
+#[test]
+fn ratio_loss_gradient_stays_finite_past_the_exp_cap() {
+    check_ratio_gradient(23.0);
+}
+
+#[test]
+fn gkl_loss_reference_gradient_matches_its_own_finite_differences() {
+    let (b, k) = (5, 2);
+    let mut g = rng(3);
+    let f: Vec<f64> = (0..b * (1 + k)).map(|i| g.random::<f64>() * 4.0 - 2.0 + if i == 9 { 21.0 } else { 0.0 }).collect();
+    let (grad, _) = gcpu::loss_grad(&f, b, k);
+    for i in 0..f.len() {
+        let (mut a, mut c) = (f.clone(), f.clone());
+        // The loss is ~1e8 (one f sits past the cap): a step large enough for f64 round-off.
+        a[i] += 1e-4;
+        c[i] -= 1e-4;
+        let fd = (gcpu::loss(&a, b, k) - gcpu::loss(&c, b, k)) / 2e-4;
+        assert!((fd - grad[i]).abs() <= 2e-3 * fd.abs().max(1.0), "dL/df[{i}] {} vs {fd}", grad[i]);
+    }
+}
+
+/// The hybrid's contrastive draws: K per x from the base flow given that x's context, fresh at
+/// every optimizer step (the GPU step counter), each the flow's inverse of its Philox normals.
+#[test]
+fn hybrid_draws_invert_the_base_flow_for_their_own_x_and_change_every_step() {
+    let ctx = ctx();
+    let (b, k, d, e) = (5, 3, 2, 3);
+    let cfg = FlowConfig { transforms: 2, hidden: 8, hidden_layers: 1, act: Activation::Tanh, ..FlowConfig::new(FlowKind::Nsf, d, e) };
+    let mut g = rng(4);
+    let init = cfg.init_arena(&mut g, 64);
+    let arena = ParamArena::new(ctx, &init).unwrap();
+    let (p, gr) = arena.block(0, cfg.arena_len(64));
+    let flow = Flow::new(ctx, cfg.clone(), p, gr).unwrap();
+    let c = randn(&mut g, b * e, 1.0);
+    let ct = ctx.tensor_from("ctx", &pack(&c, b, e)).unwrap();
+    let step = ctx.tensor_zeros("step", 4).unwrap();
+    let mut plan = FlowSamplePlan::with_options(ctx, &flow, b * k, &ct, FlowSampleOptions { ctx_div: k, step_counter: Some(&step), ..Default::default() }).unwrap();
+    let w = flow.weights(ctx).unwrap();
+    let mut previous: Option<Vec<f64>> = None;
+    for s in 0..2u32 {
+        ctx.write(&step, 0, &[s]).unwrap();
+        let ds = plan.dispatches(ctx, 9, 0);
+        ctx.run(&ds).unwrap();
+        let draws = unpack(&ctx.read::<f32>(&plan.samples).unwrap(), b * k, d);
+        // Row j uses context row j / K; z comes from the stream with the step in the offset's high word.
+        let cj: Vec<f64> = (0..b * k).flat_map(|j| c[(j / k) * e..(j / k + 1) * e].to_vec()).collect();
+        let (z, _) = fcpu::forward_z(&cfg, &w, &draws, &cj, b * k);
+        let zs = RngStream { seed: 9, offset: (s as u64) << 32, stream: SAMPLE_STREAM }.normal(b * k * d);
+        let zs: Vec<f64> = zs.into_iter().map(f64::from).collect();
+        assert!(max_rel_err(&z, &zs, 2e-3, 2e-3) <= 1.0, "step {s}: draws are not the inverse of their normals");
+        if let Some(prev) = &previous {
+            assert!(prev.iter().zip(&draws).all(|(a, b)| a != b), "step counter did not change the draws");
+        }
+        previous = Some(draws);
+    }
+}
+
+fn box_pre(d: usize) -> Preprocess {
+    Preprocess {
+        prior: Prior::BoxUniform { low: vec![-1.0; d], high: vec![2.0; d] },
+        unconstrained: false,
+        theta: Standardize { mean: vec![0.5; d], std: vec![0.8; d] },
+        x: Standardize { mean: vec![0.0; 1], std: vec![1.0; 1] },
+    }
+}
+
+/// The sampler against a CPU replay of the same stream: prior proposals, f, M from the warm-up
+/// round, acceptance, and Z.
+#[test]
+fn rejection_sampler_matches_its_cpu_reference_on_the_same_stream() {
+    let ctx = ctx();
+    let (d, dx) = (2, 1);
+    let cfg = ratio_cfg(d, dx);
+    let w = MlpWeights::init(&cfg, &mut rng(21));
+    let net = Mlp::new(ctx, cfg.clone(), &w).unwrap();
+    let pre = box_pre(d);
+    let rows = 1024;
+    let rounds = 3u64; // 1 warm-up + 2 sampling rounds, then the proposal budget stops it
+    let conf = RejectionConfig { rows_per_round: rows, m_proposals: rows, max_proposals: rounds * rows as u64, ..Default::default() };
+    let xo = vec![0.3];
+    let seed = 77;
+    let out = RejectionSampler::new(ctx, &net, &pre, Proposal::Prior, conf).run(std::slice::from_ref(&xo), 1 << 20, seed).unwrap();
+    let rep = &out.reports[0];
+    assert!(!rep.finished && rep.stopped.as_deref().unwrap_or("").contains("max-proposals"), "{rep:?}");
+    assert_eq!(rep.proposals, 2 * rows as u64);
+
+    // CPU replay.
+    let pack = PriorPack::new(&pre).unwrap().data;
+    let f_of = |round: u32| -> (Vec<Vec<f64>>, Vec<f64>) {
+        let th: Vec<Vec<f64>> = (0..rows as u32).map(|r| rcpu::prior_draw(&pack, d, seed, r, round)).collect();
+        let inp: Vec<f64> = th.iter().flat_map(|t| pre.theta_forward(t).into_iter().chain(xo.iter().copied())).collect();
+        (th, mcpu::forward(&cfg, &w, &inp, rows).y)
+    };
+    let (_, f0) = f_of(0);
+    let log_m = f0.iter().cloned().fold(f64::NEG_INFINITY, f64::max) + 1.2f64.ln();
+    assert!((rep.log_m - log_m).abs() < 1e-3, "log M {} vs {log_m}", rep.log_m);
+    let mut accepted = vec![];
+    let (mut z, mut ambiguous) = (0.0, 0);
+    for round in 1..rounds as u32 {
+        let (th, f) = f_of(round);
+        for r in 0..rows {
+            let u = rcpu::accept_uniform(seed, r as u32, round);
+            let margin = u.ln() - (f[r] - log_m);
+            if margin.abs() < 1e-3 {
+                ambiguous += 1;
+            } else if margin < 0.0 {
+                accepted.push(th[r].clone());
+            }
+            z += f[r].exp();
+        }
+    }
+    let n_gpu = rep.accepted as i64;
+    assert!((n_gpu - accepted.len() as i64).abs() <= ambiguous, "GPU accepted {n_gpu}, CPU {} (±{ambiguous})", accepted.len());
+    assert!(accepted.len() > 100, "too few acceptances to compare: {}", accepted.len());
+    // Every CPU-accepted θ is among the GPU's samples (the order on the GPU is the atomics').
+    let gpu: Vec<&[f64]> = out.samples[0].chunks(d).collect();
+    let missing = accepted.iter().filter(|t| !gpu.iter().any(|g| g.iter().zip(t.iter()).all(|(a, b)| (a - b).abs() < 1e-5))).count();
+    assert!(missing as i64 <= ambiguous, "{missing} CPU-accepted proposals missing on the GPU");
+    let log_z = (z / (2 * rows) as f64).ln();
+    assert!((rep.log_z - log_z).abs() < 1e-3, "log Z {} vs {log_z}", rep.log_z);
+}
+
+/// f(θ, x) = 50·relu(1000·(θ + x) − 1999) on θ ~ U(0, 1): flat (acceptance 1/1.2) at x = 0, a
+/// spike of height 50 on 0.1 % of the prior at x = 1 (acceptance ~1e-5): hopeless.
+fn spike_net() -> (MlpConfig, MlpWeights) {
+    let cfg = MlpConfig { in_dim: 2, out_dim: 1, hidden: 4, blocks: 1, act: Activation::Relu, residual: true };
+    let mut w = MlpWeights { w: vec![vec![0.0; 8], vec![0.0; 16], vec![0.0; 4]], b: vec![vec![0.0; 4], vec![0.0; 4], vec![0.0; 1]] };
+    w.w[0][0] = 1000.0; // θ → unit 0
+    w.w[0][4] = 1000.0; // x → unit 0
+    w.b[0][0] = -1999.0;
+    w.w[1][1] = 1.0; // unit 0 → relu → unit 1
+    w.w[2][1] = 50.0; // unit 1 → f
+    (cfg, w)
+}
+
+#[test]
+fn a_hopeless_observation_stops_at_its_budget_without_stalling_the_others() {
+    let ctx = ctx();
+    let (cfg, w) = spike_net();
+    let net = Mlp::new(ctx, cfg, &w).unwrap();
+    let pre = Preprocess {
+        prior: Prior::BoxUniform { low: vec![0.0], high: vec![1.0] },
+        unconstrained: false,
+        theta: Standardize { mean: vec![0.0], std: vec![1.0] },
+        x: Standardize { mean: vec![0.0], std: vec![1.0] },
+    };
+    let budget = 1 << 19;
+    let conf = RejectionConfig { rows_per_round: 1 << 14, max_proposals: budget, m_proposals: 4096, ..Default::default() };
+    // Ten observations: nine flat ones and one hopeless one in the middle.
+    let xs: Vec<Vec<f64>> = (0..10).map(|i| vec![if i == 4 { 1.0 } else { 0.0 }]).collect();
+    let n = 2000;
+    let out = RejectionSampler::new(ctx, &net, &pre, Proposal::Prior, conf).run(&xs, n, 5).unwrap();
+    for (i, r) in out.reports.iter().enumerate() {
+        if i == 4 {
+            assert!(!r.finished, "the hopeless observation finished: {r:?}");
+            assert!(r.stopped.as_deref().unwrap().contains("max-proposals"), "{r:?}");
+            assert!(r.proposals + r.warmup_proposals <= budget + (1 << 14), "ran past its budget: {r:?}");
+        } else {
+            assert!(r.finished && r.accepted == n && out.samples[i].len() == n, "observation {i}: {r:?}");
+            assert!((r.acceptance_rate - 1.0 / 1.2).abs() < 0.05, "flat f accepts 1/1.2, got {}", r.acceptance_rate);
+            assert!(r.log_z.abs() < 1e-3, "Z = 1 for f = 0, got log Z {}", r.log_z);
+            assert!(out.samples[i].iter().all(|t| (0.0..=1.0).contains(t)));
+        }
+    }
+}
+
+/// θ ~ N(0, I₂), x = θ + 0.5·ε: the posterior is N(0.8·x, 0.2·I).
+fn conjugate(n: usize, seed: u64) -> (Prior, Vec<f64>, Vec<f64>) {
+    let mut g = rng(seed);
+    let theta: Vec<f64> = (0..2 * n).map(|_| g.sample(StandardNormal)).collect();
+    let x = theta.iter().map(|t| t + 0.5 * g.sample::<f64, _>(StandardNormal)).collect();
+    let prior = Prior::from_json(r#"{"type": "gaussian", "mean": [0, 0], "cov": [[1, 0], [0, 1]]}"#).unwrap();
+    (prior, theta, x)
+}
+
+fn settings(method: Method) -> NpeSettings {
+    NpeSettings {
+        method,
+        flow: FlowConfig { act: Activation::Relu, transforms: 2, hidden: 32, ..FlowConfig::new(FlowKind::Maf, 0, 0) },
+        embedding: None,
+        ratio: Some(MlpConfig { in_dim: 0, out_dim: 1, hidden: 32, blocks: 2, act: Activation::Relu, residual: true }),
+        contrastive: 1,
+        base_epochs: 0,
+        batch_size: 128,
+        lr: 2e-3,
+        max_epochs: 60,
+        patience: 15,
+        validation_fraction: 0.1,
+        clip_norm: 5.0,
+        seed: 3,
+        unconstrained: false,
+    }
+}
+
+fn check_conjugate(method: Method) {
+    let ctx = ctx();
+    let (prior, theta, x) = conjugate(5000, 1);
+    let out = train_npe(ctx, &prior, &theta, &x, 2, &settings(method), None, |_| {}).unwrap();
+    let last = &out.history[out.best_epoch - 1];
+    let z = last.z_mean.expect("ratio methods report Z");
+    assert!((z - 1.0).abs() < 0.25, "{method:?}: mean Ẑ {z} far from 1 at the best epoch");
+    let dir = std::env::temp_dir().join(format!("gkl-{}-test-{}", method.name(), std::process::id()));
+    out.model.save(&dir).unwrap();
+    let post = NpePosterior::new(ctx, gkl_gpu::models::posterior::NpeModel::load(&dir).unwrap()).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let xo = vec![1.0, -0.5];
+    let n = 4000;
+    let (s, rep) = post.sample(std::slice::from_ref(&xo), n, 7).unwrap();
+    let r = &rep.rejection.as_ref().unwrap()[0];
+    assert!(r.finished && s[0].len() == n * 2, "{r:?}");
+    for j in 0..2 {
+        let m = s[0].iter().skip(j).step_by(2).sum::<f64>() / n as f64;
+        let v = s[0].iter().skip(j).step_by(2).map(|t| (t - m) * (t - m)).sum::<f64>() / (n - 1) as f64;
+        assert!((m - 0.8 * xo[j]).abs() < 0.1, "{method:?}: posterior mean[{j}] {m}, exact {}", 0.8 * xo[j]);
+        assert!((v - 0.2).abs() < 0.07, "{method:?}: posterior variance[{j}] {v}, exact 0.2");
+    }
+    // Normalized log-density at the exact mode, with Z from the sampler's proposals.
+    let (lq, zr) = post.log_prob_with(&[0.8, -0.4], &xo, 1 << 18, 1).unwrap();
+    let exact = -(2.0 * std::f64::consts::PI * 0.2).ln();
+    assert!((lq[0] - exact).abs() < 0.3, "{method:?}: log q at the mode {}, exact {exact} (log Z {})", lq[0], zr.unwrap().log_z);
+}
+
+#[test]
+fn ratio_recovers_a_conjugate_gaussian_posterior() {
+    check_conjugate(Method::Ratio);
+}
+
+#[test]
+fn hybrid_recovers_a_conjugate_gaussian_posterior() {
+    check_conjugate(Method::Hybrid);
+}
+
+#[test]
+fn pairs_kernel_matches_reference_layout() {
+    let ctx = ctx();
+    let (b, k, d, dx) = (6, 2, 3, 5);
+    let mut g = rng(8);
+    let theta = randn(&mut g, b * d, 1.0);
+    let x = randn(&mut g, b * dx, 1.0);
+    let neg = randn(&mut g, b * k * d, 1.0);
+    let p = GklParams::new(b, k, d, dx);
+    let uni = ctx.uniform("gkl", &p);
+    let th = ctx.tensor_from("t", &pack(&theta, b, d)).unwrap();
+    let xt = ctx.tensor_from("x", &pack(&x, b, dx)).unwrap();
+    let nt = ctx.tensor_from("n", &pack(&neg, b * k, d)).unwrap();
+    let out = ctx.tensor_zeros("o", p.rows() * pad4(d + dx)).unwrap();
+    for (contrast, n) in [(Contrast::Batch, None), (Contrast::Draws(&nt), Some(&neg[..]))] {
+        let ds = gkl::pairs(ctx, &uni, &p, &th, &xt, contrast, &out).unwrap();
+        ctx.run(&[&ds]).unwrap();
+        let got = unpack(&ctx.read::<f32>(&out).unwrap(), p.rows(), d + dx);
+        let want = gcpu::pairs(&theta, &x, n, b, k, d, dx);
+        assert!(max_rel_err(&got, &want, 1e-6, 1e-6) <= 1.0);
+    }
+    // K ≥ B cannot draw K distinct other rows of the batch.
+    let bad = GklParams::new(3, 3, d, dx);
+    assert!(gkl::pairs(ctx, &uni, &bad, &th, &xt, Contrast::Batch, &out).is_err());
+}
