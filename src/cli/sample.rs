@@ -102,15 +102,15 @@ pub fn run(gpu: &GpuArgs, a: SampleArgs) -> Result<()> {
         Some(reps) => {
             let props: u64 = reps.iter().map(|r| r.proposals + r.warmup_proposals).sum();
             let acc: usize = reps.iter().map(|r| r.accepted).sum();
-            let sampling: u64 = reps.iter().map(|r| r.proposals).sum();
+            let mean_rate = reps.iter().map(|r| r.acceptance_rate).sum::<f64>() / reps.len().max(1) as f64;
             eprintln!(
-                "{} ({}): {acc} samples for {} observation(s) in {:.2} s; {props} proposals ({:.0}/s), acceptance rate {:.4} overall",
+                "{} ({}): {acc} samples for {} observation(s) in {:.2} s; {props} proposals ({:.0}/s), mean acceptance rate {:.4}",
                 method.name(),
                 if method == Method::Ratio { "proposals from the prior" } else { "proposals from the base flow" },
                 rows.len(),
                 report.seconds,
                 props as f64 / report.seconds.max(1e-9),
-                acc as f64 / sampling.max(1) as f64,
+                mean_rate,
             );
             let show = reps.len() <= 10;
             for (i, r) in reps.iter().enumerate() {
