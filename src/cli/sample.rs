@@ -57,6 +57,7 @@ impl BudgetArgs {
             max_seconds: self.max_seconds.unwrap_or(f64::INFINITY),
             m_proposals: self.m_proposals,
             rows_per_round: self.round_size.max(256),
+            progress: true,
             ..Default::default()
         }
     }

@@ -45,6 +45,8 @@ pub struct RejectionConfig {
     /// Keep proposing until this many proposals (after warm-up) even when the samples are done:
     /// a better Z(x_o) estimate (`log-prob`).
     pub min_proposals: u64,
+    /// Print progress to stderr every few seconds (a `\r` line on a terminal).
+    pub progress: bool,
 }
 
 impl Default for RejectionConfig {
@@ -57,6 +59,7 @@ impl Default for RejectionConfig {
             rows_per_round: 1 << 16,
             restart_on_exceed: true,
             min_proposals: 0,
+            progress: false,
         }
     }
 }
@@ -336,8 +339,29 @@ impl<'a> RejectionSampler<'a> {
                 },
             })
             .collect();
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let mut last_print = Instant::now();
         loop {
             let active: Vec<usize> = (0..nobs).filter(|&o| !st[o].done).take(max_slots).collect();
+            if cfg.progress && (active.is_empty() || last_print.elapsed().as_secs_f64() >= if tty { 1.0 } else { 10.0 }) {
+                last_print = Instant::now();
+                let done = st.iter().filter(|s| s.done).count();
+                let acc: usize = st.iter().map(|s| s.accepted).sum();
+                let props: u64 = st.iter().map(|s| s.report.proposals + s.warm).sum();
+                let line = format!(
+                    "sampling: {done}/{nobs} observations done, {acc}/{} samples, {props} proposals, {:.0} s",
+                    nobs * n,
+                    t0.elapsed().as_secs_f64()
+                );
+                if tty {
+                    eprint!("\r{line}");
+                    if active.is_empty() {
+                        eprintln!();
+                    }
+                } else {
+                    eprintln!("{line}");
+                }
+            }
             if active.is_empty() {
                 break;
             }
