@@ -36,7 +36,11 @@ pub enum BenchError {
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error("{path}: {what}: {source}")]
-    File { path: PathBuf, what: &'static str, source: std::io::Error },
+    File {
+        path: PathBuf,
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error("plot {path}: {problem}")]
     Plot { path: PathBuf, problem: String },
     #[error("{0}")]
@@ -45,8 +49,15 @@ pub enum BenchError {
 
 pub type BenchResult<T> = Result<T, BenchError>;
 
-pub(crate) fn file_err<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(std::io::Error) -> BenchError + 'a {
-    move |source| BenchError::File { path: path.to_path_buf(), what, source }
+pub(crate) fn file_err<'a>(
+    path: &'a Path,
+    what: &'static str,
+) -> impl FnOnce(std::io::Error) -> BenchError + 'a {
+    move |source| BenchError::File {
+        path: path.to_path_buf(),
+        what,
+        source,
+    }
 }
 
 /// Architecture and optimizer of every cell (the `train` command's defaults, or tiny ones).
@@ -91,7 +102,16 @@ impl Default for TrainProfile {
 impl TrainProfile {
     /// Tiny networks and few epochs: for tests and smoke runs, not for numbers.
     pub fn quick() -> Self {
-        TrainProfile { flow: FlowKind::Maf, transforms: 2, hidden: 16, ratio_hidden: 16, ratio_blocks: 1, max_epochs: 10, patience: 5, ..Default::default() }
+        TrainProfile {
+            flow: FlowKind::Maf,
+            transforms: 2,
+            hidden: 16,
+            ratio_hidden: 16,
+            ratio_blocks: 1,
+            max_epochs: 10,
+            patience: 5,
+            ..Default::default()
+        }
     }
 
     fn settings(&self, method: Method, contrastive: usize, seed: u64) -> NpeSettings {
@@ -109,7 +129,14 @@ impl TrainProfile {
                 act: Activation::Relu,
             },
             embedding: None,
-            ratio: Some(MlpConfig { in_dim: 0, out_dim: 1, hidden: self.ratio_hidden, blocks: self.ratio_blocks, act: Activation::Relu, residual: true }),
+            ratio: Some(MlpConfig {
+                in_dim: 0,
+                out_dim: 1,
+                hidden: self.ratio_hidden,
+                blocks: self.ratio_blocks,
+                act: Activation::Relu,
+                residual: true,
+            }),
             contrastive,
             base_epochs: self.base_epochs,
             batch_size: self.batch_size,
@@ -170,7 +197,10 @@ pub struct CellInfo {
 }
 
 pub fn now_unix() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn cell_name(method: &str, k: usize, budget: usize, seed: u64) -> String {
@@ -195,9 +225,29 @@ pub fn reference(out: &Path, task: &dyn Task, obs: usize, n: usize) -> BenchResu
 }
 
 /// C2ST of `ours` (m rows) against the first m rows of `reference`.
-fn score(ctx: &GpuContext, cfg: &C2stConfig, reference: &[f64], ours: &[f64], d: usize) -> BenchResult<(f64, f64)> {
+fn score(
+    ctx: &GpuContext,
+    cfg: &C2stConfig,
+    reference: &[f64],
+    ours: &[f64],
+    d: usize,
+) -> BenchResult<(f64, f64)> {
     let m = ours.len() / d;
-    let r = c2st(ctx, &Samples { data: &reference[..m * d], rows: m, dim: d }, &Samples { data: ours, rows: m, dim: d }, cfg, |_, _| {})?;
+    let r = c2st(
+        ctx,
+        &Samples {
+            data: &reference[..m * d],
+            rows: m,
+            dim: d,
+        },
+        &Samples {
+            data: ours,
+            rows: m,
+            dim: d,
+        },
+        cfg,
+        |_, _| {},
+    )?;
     Ok((r.accuracy, r.seconds))
 }
 
@@ -217,12 +267,25 @@ fn simulate(task: &dyn Task, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
 }
 
 /// Trains the cell (or reads what an earlier run left).
-fn train_cell(ctx: &GpuContext, cfg: &GridConfig, task: &dyn Task, method: Method, k: usize, budget: usize, seed: u64, dir: &Path, log: &mut dyn FnMut(&str)) -> BenchResult<CellInfo> {
+fn train_cell(
+    ctx: &GpuContext,
+    cfg: &GridConfig,
+    task: &dyn Task,
+    method: Method,
+    k: usize,
+    budget: usize,
+    seed: u64,
+    dir: &Path,
+    log: &mut dyn FnMut(&str),
+) -> BenchResult<CellInfo> {
     let info_path = dir.join("cell.json");
     if let Ok(text) = std::fs::read_to_string(&info_path) {
         if let Ok(info) = serde_json::from_str::<CellInfo>(&text) {
             if info.profile == cfg.profile {
-                log(&format!("  trained earlier ({} epochs, {:.1} s); sampling only", info.epochs, info.train_s));
+                log(&format!(
+                    "  trained earlier ({} epochs, {:.1} s); sampling only",
+                    info.epochs, info.train_s
+                ));
                 return Ok(info);
             }
             log("  trained earlier with other settings; training again");
@@ -234,24 +297,49 @@ fn train_cell(ctx: &GpuContext, cfg: &GridConfig, task: &dyn Task, method: Metho
     let settings = cfg.profile.settings(method, k, seed);
     let t = Instant::now();
     let mut last = 0usize;
-    let outcome = train_npe_with(ctx, task.prior(), &theta, &x, task.dim_x(), &settings, Some(task.name()), None, &mut |m| last = m.epoch);
+    let outcome = train_npe_with(
+        ctx,
+        task.prior(),
+        &theta,
+        &x,
+        task.dim_x(),
+        &settings,
+        Some(task.name()),
+        None,
+        &mut |m| last = m.epoch,
+    );
     let train_s = t.elapsed().as_secs_f64();
     let info = match outcome {
         Ok(o) => {
             std::fs::create_dir_all(dir).map_err(file_err(dir, "create"))?;
             o.model.save(dir)?;
-            CellInfo { simulate_s, train_s, epochs: last, best_epoch: o.best_epoch, error: None, profile: cfg.profile.clone() }
+            CellInfo {
+                simulate_s,
+                train_s,
+                epochs: last,
+                best_epoch: o.best_epoch,
+                error: None,
+                profile: cfg.profile.clone(),
+            }
         }
         // Invalid settings for this task (e.g. a flow wider than MAX_DIM) are a result of the
         // benchmark, recorded once; device failures are not.
         Err(GpuError::InvalidArgument(e)) => {
             log(&format!("  training failed: {e}"));
-            CellInfo { simulate_s, train_s, epochs: last, best_epoch: 0, error: Some(format!("training: {e}")), profile: cfg.profile.clone() }
+            CellInfo {
+                simulate_s,
+                train_s,
+                epochs: last,
+                best_epoch: 0,
+                error: Some(format!("training: {e}")),
+                profile: cfg.profile.clone(),
+            }
         }
         Err(e) => return Err(e.into()),
     };
     std::fs::create_dir_all(dir).map_err(file_err(dir, "create"))?;
-    let json = serde_json::to_string_pretty(&info).map_err(|e| BenchError::Config(e.to_string()))?;
+    let json =
+        serde_json::to_string_pretty(&info).map_err(|e| BenchError::Config(e.to_string()))?;
     crate::io::atomic_write_bytes(&info_path, json.as_bytes())?;
     Ok(info)
 }
@@ -273,11 +361,17 @@ fn method_label(m: Method) -> &'static str {
 /// figures. Returns the journal's rows.
 pub fn run(ctx: &GpuContext, cfg: &GridConfig, log: &mut dyn FnMut(&str)) -> BenchResult<Vec<Row>> {
     if cfg.num_samples < 10 {
-        return Err(BenchError::Config("--num-samples must be at least 10".into()));
+        return Err(BenchError::Config(
+            "--num-samples must be at least 10".into(),
+        ));
     }
     std::fs::create_dir_all(&cfg.out).map_err(file_err(&cfg.out, "create"))?;
     let mut journal = Journal::open(&cfg.out.join("journal.jsonl"))?;
-    let tasks: Vec<Box<dyn Task>> = cfg.tasks.iter().map(|t| make_task(t)).collect::<BenchResult<_>>()?;
+    let tasks: Vec<Box<dyn Task>> = cfg
+        .tasks
+        .iter()
+        .map(|t| make_task(t))
+        .collect::<BenchResult<_>>()?;
     for task in &tasks {
         for &obs in &cfg.observations {
             task.observation(obs)?;
@@ -289,16 +383,44 @@ pub fn run(ctx: &GpuContext, cfg: &GridConfig, log: &mut dyn FnMut(&str)) -> Ben
         for &budget in &cfg.budgets {
             for seed in 0..cfg.seeds {
                 for &method in &cfg.methods {
-                    let ks: Vec<usize> = if method == Method::Npe { vec![1] } else { cfg.contrastive.clone() };
+                    let ks: Vec<usize> = if method == Method::Npe {
+                        vec![1]
+                    } else {
+                        cfg.contrastive.clone()
+                    };
                     for k in ks {
                         let mname = method_label(method);
-                        let pending: Vec<usize> = cfg.observations.iter().copied().filter(|&o| !journal.contains(&row_key(task.name(), mname, k, budget, seed, o))).collect();
+                        let pending: Vec<usize> = cfg
+                            .observations
+                            .iter()
+                            .copied()
+                            .filter(|&o| {
+                                !journal.contains(&row_key(task.name(), mname, k, budget, seed, o))
+                            })
+                            .collect();
                         if pending.is_empty() {
                             continue;
                         }
-                        log(&format!("{} {mname} K={k} n={budget} seed={seed}: observations {pending:?}", task.name()));
-                        let dir = cfg.out.join("models").join(task.name()).join(cell_name(mname, k, budget, seed));
-                        let info = train_cell(ctx, cfg, task.as_ref(), method, k, budget, seed, &dir, log)?;
+                        log(&format!(
+                            "{} {mname} K={k} n={budget} seed={seed}: observations {pending:?}",
+                            task.name()
+                        ));
+                        let dir = cfg
+                            .out
+                            .join("models")
+                            .join(task.name())
+                            .join(cell_name(mname, k, budget, seed));
+                        let info = train_cell(
+                            ctx,
+                            cfg,
+                            task.as_ref(),
+                            method,
+                            k,
+                            budget,
+                            seed,
+                            &dir,
+                            log,
+                        )?;
                         let base_row = |obs: usize| Row {
                             task: task.name().to_string(),
                             method: mname.to_string(),
@@ -323,15 +445,22 @@ pub fn run(ctx: &GpuContext, cfg: &GridConfig, log: &mut dyn FnMut(&str)) -> Ben
                         };
                         if info.error.is_some() {
                             for &obs in &pending {
-                                journal.append(Row { finished_at: now_unix(), ..base_row(obs) })?;
+                                journal.append(Row {
+                                    finished_at: now_unix(),
+                                    ..base_row(obs)
+                                })?;
                             }
                             continue;
                         }
                         let model = NpeModel::load(&dir)?;
-                        let base = (cfg.hybrid_base_c2st && method == Method::Hybrid).then(|| base_flow(&model));
+                        let base = (cfg.hybrid_base_c2st && method == Method::Hybrid)
+                            .then(|| base_flow(&model));
                         let post = NpePosterior::new(ctx, model)?;
                         let base_post = base.map(|b| NpePosterior::new(ctx, b)).transpose()?;
-                        let rej = RejectionConfig { max_seconds: cfg.max_sample_seconds, ..Default::default() };
+                        let rej = RejectionConfig {
+                            max_seconds: cfg.max_sample_seconds,
+                            ..Default::default()
+                        };
                         for &obs in &pending {
                             let x = task.observation(obs)?.x;
                             let refs = reference(&cfg.out, task.as_ref(), obs, n)?;
@@ -344,12 +473,17 @@ pub fn run(ctx: &GpuContext, cfg: &GridConfig, log: &mut dyn FnMut(&str)) -> Ben
                                     let s = &samples[0];
                                     row.samples = s.len() / d;
                                     row.sampling_finished = row.samples == n;
-                                    if let Some(r) = report.rejection.as_ref().and_then(|r| r.first()) {
+                                    if let Some(r) =
+                                        report.rejection.as_ref().and_then(|r| r.first())
+                                    {
                                         row.acceptance_rate = Some(r.acceptance_rate);
                                         row.log_z = Some(r.log_z);
                                         row.proposals = Some(r.proposals);
                                         if let Some(why) = &r.stopped {
-                                            row.error = Some(format!("sampling stopped after {} of {n} samples: {why}", row.samples));
+                                            row.error = Some(format!(
+                                                "sampling stopped after {} of {n} samples: {why}",
+                                                row.samples
+                                            ));
                                         }
                                     }
                                     if row.samples >= 2 * cfg.c2st.folds.max(50) {
@@ -359,15 +493,26 @@ pub fn run(ctx: &GpuContext, cfg: &GridConfig, log: &mut dyn FnMut(&str)) -> Ben
                                     }
                                     if seed == 0 && Some(&obs) == cfg.observations.first() {
                                         let sdir = cfg.out.join("samples").join(task.name());
-                                        std::fs::create_dir_all(&sdir).map_err(file_err(&sdir, "create"))?;
-                                        write_npy_f64(sdir.join(format!("{}_obs{obs}.npy", cell_name(mname, k, budget, seed))), &[row.samples, d], s)?;
+                                        std::fs::create_dir_all(&sdir)
+                                            .map_err(file_err(&sdir, "create"))?;
+                                        write_npy_f64(
+                                            sdir.join(format!(
+                                                "{}_obs{obs}.npy",
+                                                cell_name(mname, k, budget, seed)
+                                            )),
+                                            &[row.samples, d],
+                                            s,
+                                        )?;
                                     }
                                 }
-                                Err(GpuError::InvalidArgument(e)) => row.error = Some(format!("sampling: {e}")),
+                                Err(GpuError::InvalidArgument(e)) => {
+                                    row.error = Some(format!("sampling: {e}"))
+                                }
                                 Err(e) => return Err(e.into()),
                             }
                             if let Some(bp) = &base_post {
-                                let (bs, _) = bp.sample(std::slice::from_ref(&x), n, sseed ^ 0xBA5E)?;
+                                let (bs, _) =
+                                    bp.sample(std::slice::from_ref(&x), n, sseed ^ 0xBA5E)?;
                                 let (acc, _) = score(ctx, &cfg.c2st, &refs, &bs[0], d)?;
                                 row.base_c2st = Some(acc);
                             }
@@ -375,10 +520,14 @@ pub fn run(ctx: &GpuContext, cfg: &GridConfig, log: &mut dyn FnMut(&str)) -> Ben
                             log(&format!(
                                 "  obs {obs}: C2ST {}{}  sample {:.1} s, c2st {:.1} s{}",
                                 row.c2st.map_or("-".into(), |c| format!("{c:.4}")),
-                                row.base_c2st.map_or(String::new(), |c| format!(" (base flow {c:.4})")),
+                                row.base_c2st
+                                    .map_or(String::new(), |c| format!(" (base flow {c:.4})")),
                                 row.sample_s,
                                 row.c2st_s,
-                                row.acceptance_rate.map_or(String::new(), |a| format!(", acceptance {a:.4}, ln Z {:.3}", row.log_z.unwrap_or(f64::NAN)))
+                                row.acceptance_rate.map_or(String::new(), |a| format!(
+                                    ", acceptance {a:.4}, ln Z {:.3}",
+                                    row.log_z.unwrap_or(f64::NAN)
+                                ))
                             ));
                             journal.append(row)?;
                         }

@@ -23,18 +23,37 @@ pub struct GaussianLinearD {
 impl GaussianLinearD {
     pub fn new(d: usize) -> Result<Self, TaskError> {
         if d == 0 || d > 4096 {
-            return Err(TaskError::Dimension(format!("{PREFIX}{d}: d must be in 1..=4096")));
+            return Err(TaskError::Dimension(format!(
+                "{PREFIX}{d}: d must be in 1..=4096"
+            )));
         }
-        let cov = (0..d).map(|i| (0..d).map(|j| if i == j { PRIOR_VAR } else { 0.0 }).collect()).collect();
+        let cov = (0..d)
+            .map(|i| {
+                (0..d)
+                    .map(|j| if i == j { PRIOR_VAR } else { 0.0 })
+                    .collect()
+            })
+            .collect();
         // Task::name wants a &'static str; a handful of these exist per process.
         let name: &'static str = Box::leak(format!("{PREFIX}{d}").into_boxed_str());
-        Ok(GaussianLinearD { d, name, prior: Prior::Gaussian { mean: vec![0.0; d], cov } })
+        Ok(GaussianLinearD {
+            d,
+            name,
+            prior: Prior::Gaussian {
+                mean: vec![0.0; d],
+                cov,
+            },
+        })
     }
 
     /// The task for `gaussian_linear_d<d>`, or `None` for any other name.
     pub fn parse(name: &str) -> Option<Result<Self, TaskError>> {
         let d = name.strip_prefix(PREFIX)?;
-        Some(d.parse::<usize>().map_err(|_| TaskError::Dimension(format!("{name}: expected {PREFIX}<d>"))).and_then(Self::new))
+        Some(
+            d.parse::<usize>()
+                .map_err(|_| TaskError::Dimension(format!("{name}: expected {PREFIX}<d>")))
+                .and_then(Self::new),
+        )
     }
 }
 
@@ -61,11 +80,21 @@ impl Task for GaussianLinearD {
     }
     fn log_likelihood(&self, theta: &[f64], x: &[f64]) -> Option<f64> {
         let ln = -0.5 * (2.0 * std::f64::consts::PI * NOISE_VAR).ln();
-        Some(theta.iter().zip(x).map(|(t, xi)| ln - (xi - t).powi(2) / (2.0 * NOISE_VAR)).sum())
+        Some(
+            theta
+                .iter()
+                .zip(x)
+                .map(|(t, xi)| ln - (xi - t).powi(2) / (2.0 * NOISE_VAR))
+                .sum(),
+        )
     }
     fn observation(&self, k: usize) -> Result<Observation, TaskError> {
         if !(1..=self.num_observations()).contains(&k) {
-            return Err(TaskError::NoSuchObservation { task: self.name.to_string(), k, max: self.num_observations() });
+            return Err(TaskError::NoSuchObservation {
+                task: self.name.to_string(),
+                k,
+                max: self.num_observations(),
+            });
         }
         let seed = 0x4844_0000 + k as u64;
         let theta_true = self.sample_prior(1, seed);
@@ -75,7 +104,12 @@ impl Task for GaussianLinearD {
     /// Exact: N(x_o / 2, 0.05 I).
     fn reference_posterior(&self, x_o: &[f64], n: usize, seed: u64) -> Result<Vec<f64>, TaskError> {
         if x_o.len() != self.d {
-            return Err(TaskError::Dimension(format!("x_o has {} values, {} needs {}", x_o.len(), self.name, self.d)));
+            return Err(TaskError::Dimension(format!(
+                "x_o has {} values, {} needs {}",
+                x_o.len(),
+                self.name,
+                self.d
+            )));
         }
         let v = 1.0 / (1.0 / PRIOR_VAR + 1.0 / NOISE_VAR);
         let mut rng = Xoshiro256pp::for_stream(&[seed, self.d as u64, 0x4844]);
@@ -104,7 +138,10 @@ mod tests {
         let theirs = gkl_tasks::task_by_name("gaussian_linear").unwrap();
         let x = theirs.observation(1).unwrap().x;
         let n = 20_000;
-        for post in [ours.reference_posterior(&x, n, 3).unwrap(), theirs.reference_posterior(&x, n, 3).unwrap()] {
+        for post in [
+            ours.reference_posterior(&x, n, 3).unwrap(),
+            theirs.reference_posterior(&x, n, 3).unwrap(),
+        ] {
             for j in 0..10 {
                 let col: Vec<f64> = post.iter().skip(j).step_by(10).copied().collect();
                 let m = col.iter().sum::<f64>() / n as f64;
@@ -117,8 +154,13 @@ mod tests {
 
     #[test]
     fn simulator_noise_and_observations() {
-        let t = GaussianLinearD::parse("gaussian_linear_d64").unwrap().unwrap();
-        assert_eq!((t.dim_theta(), t.dim_x(), t.name()), (64, 64, "gaussian_linear_d64"));
+        let t = GaussianLinearD::parse("gaussian_linear_d64")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (t.dim_theta(), t.dim_x(), t.name()),
+            (64, 64, "gaussian_linear_d64")
+        );
         let theta = vec![0.5; 64 * 2000];
         let x = t.simulate(&theta, 1);
         let var = x.iter().map(|v| (v - 0.5).powi(2)).sum::<f64>() / x.len() as f64;
@@ -127,6 +169,8 @@ mod tests {
         assert_ne!(t.observation(1).unwrap().x, t.observation(2).unwrap().x);
         assert!(t.observation(6).is_err());
         assert!(GaussianLinearD::parse("gaussian_linear").is_none());
-        assert!(GaussianLinearD::parse("gaussian_linear_dx").unwrap().is_err());
+        assert!(GaussianLinearD::parse("gaussian_linear_dx")
+            .unwrap()
+            .is_err());
     }
 }

@@ -46,7 +46,14 @@ pub struct Row {
 impl Row {
     /// Identity of a row: at most one per key in a journal.
     pub fn key(&self) -> String {
-        row_key(&self.task, &self.method, self.contrastive, self.budget, self.seed, self.observation)
+        row_key(
+            &self.task,
+            &self.method,
+            self.contrastive,
+            self.budget,
+            self.seed,
+            self.observation,
+        )
     }
 }
 
@@ -58,9 +65,17 @@ pub fn row_key(task: &str, method: &str, k: usize, budget: usize, seed: u64, obs
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     #[error("{path}: {what}: {source}")]
-    Io { path: PathBuf, what: &'static str, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error("{path}: line {line}: {problem}")]
-    Corrupt { path: PathBuf, line: usize, problem: String },
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        problem: String,
+    },
 }
 
 /// An open journal: the rows read at start plus those appended since.
@@ -74,13 +89,25 @@ impl Journal {
     /// Opens (or creates) the journal at `path`. A torn last line (no trailing newline) is cut
     /// off; any other unreadable line is an error (the file is not ours, or was edited).
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
-        let io = |what: &'static str| move |source| JournalError::Io { path: path.to_path_buf(), what, source };
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io("open"))?;
+        let io = |what: &'static str| {
+            move |source| JournalError::Io {
+                path: path.to_path_buf(),
+                what,
+                source,
+            }
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(io("open"))?;
         let mut text = Vec::new();
         file.read_to_end(&mut text).map_err(io("read"))?;
         let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         if whole < text.len() {
-            file.set_len(whole as u64).map_err(io("cut a torn last line"))?;
+            file.set_len(whole as u64)
+                .map_err(io("cut a torn last line"))?;
             file.sync_all().map_err(io("fsync"))?;
         }
         let mut rows = Vec::new();
@@ -88,10 +115,18 @@ impl Journal {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let row: Row = serde_json::from_slice(line).map_err(|e| JournalError::Corrupt { path: path.to_path_buf(), line: i + 1, problem: e.to_string() })?;
+            let row: Row = serde_json::from_slice(line).map_err(|e| JournalError::Corrupt {
+                path: path.to_path_buf(),
+                line: i + 1,
+                problem: e.to_string(),
+            })?;
             rows.push(row);
         }
-        Ok(Journal { path: path.to_path_buf(), file, rows })
+        Ok(Journal {
+            path: path.to_path_buf(),
+            file,
+            rows,
+        })
     }
 
     pub fn contains(&self, key: &str) -> bool {
@@ -100,10 +135,17 @@ impl Journal {
 
     /// Appends `row` as one line (one `write` call, then fsync).
     pub fn append(&mut self, row: Row) -> Result<(), JournalError> {
-        let mut line = serde_json::to_vec(&row).map_err(|e| JournalError::Corrupt { path: self.path.clone(), line: self.rows.len() + 1, problem: e.to_string() })?;
+        let mut line = serde_json::to_vec(&row).map_err(|e| JournalError::Corrupt {
+            path: self.path.clone(),
+            line: self.rows.len() + 1,
+            problem: e.to_string(),
+        })?;
         line.push(b'\n');
         let path = self.path.clone();
-        let io = move |what: &'static str| { let path = path.clone(); move |source| JournalError::Io { path, what, source } };
+        let io = move |what: &'static str| {
+            let path = path.clone();
+            move |source| JournalError::Io { path, what, source }
+        };
         self.file.write_all(&line).map_err(io("append"))?;
         self.file.sync_data().map_err(io("fsync"))?;
         self.rows.push(row);
@@ -163,7 +205,10 @@ mod tests {
         assert_eq!(j.rows, vec![row(1), row(2), row(3)]);
         // A line that is not a row is an error, not silently dropped.
         std::fs::write(&p, "{\"task\": 1}\n").unwrap();
-        assert!(matches!(Journal::open(&p), Err(JournalError::Corrupt { line: 1, .. })));
+        assert!(matches!(
+            Journal::open(&p),
+            Err(JournalError::Corrupt { line: 1, .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

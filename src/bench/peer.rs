@@ -34,31 +34,73 @@ pub fn peer_of(m: Method) -> Option<(&'static str, &'static str)> {
     }
 }
 
-pub fn run_peers(ctx: &GpuContext, cfg: &GridConfig, python: &Path, tasks: &[Box<dyn Task>], journal: &mut Journal, log: &mut dyn FnMut(&str)) -> BenchResult<()> {
+pub fn run_peers(
+    ctx: &GpuContext,
+    cfg: &GridConfig,
+    python: &Path,
+    tasks: &[Box<dyn Task>],
+    journal: &mut Journal,
+    log: &mut dyn FnMut(&str),
+) -> BenchResult<()> {
     let n = cfg.num_samples;
     for task in tasks {
         if !TASK_NAMES.contains(&task.name()) {
-            log(&format!("peer: {} is not an sbibm task; skipped", task.name()));
+            log(&format!(
+                "peer: {} is not an sbibm task; skipped",
+                task.name()
+            ));
             continue;
         }
         let d = task.dim_theta();
         for &budget in &cfg.budgets {
             for seed in 0..cfg.seeds {
-                for &(name, arg) in cfg.methods.iter().filter_map(|&m| peer_of(m)).collect::<Vec<_>>().iter() {
-                    let pending: Vec<usize> = cfg.observations.iter().copied().filter(|&o| !journal.contains(&row_key(task.name(), name, 1, budget, seed, o))).collect();
+                for &(name, arg) in cfg
+                    .methods
+                    .iter()
+                    .filter_map(|&m| peer_of(m))
+                    .collect::<Vec<_>>()
+                    .iter()
+                {
+                    let pending: Vec<usize> = cfg
+                        .observations
+                        .iter()
+                        .copied()
+                        .filter(|&o| {
+                            !journal.contains(&row_key(task.name(), name, 1, budget, seed, o))
+                        })
+                        .collect();
                     if pending.is_empty() {
                         continue;
                     }
-                    let dir = cfg.out.join("peers").join(task.name()).join(format!("{name}_n{budget}_s{seed}"));
+                    let dir = cfg
+                        .out
+                        .join("peers")
+                        .join(task.name())
+                        .join(format!("{name}_n{budget}_s{seed}"));
                     let result_path = dir.join("result.json");
                     let have = |o: &usize| dir.join(format!("samples_obs{o}.npy")).exists();
                     if !result_path.exists() || !pending.iter().all(have) {
                         std::fs::create_dir_all(&dir).map_err(file_err(&dir, "create"))?;
                         let obs: Vec<String> = pending.iter().map(usize::to_string).collect();
-                        log(&format!("peer sbi {arg} {} n={budget} seed={seed}: observations {}", task.name(), obs.join(",")));
+                        log(&format!(
+                            "peer sbi {arg} {} n={budget} seed={seed}: observations {}",
+                            task.name(),
+                            obs.join(",")
+                        ));
                         let out = Command::new(python)
                             .arg(&cfg.peer_script)
-                            .args([task.name(), arg, &budget.to_string(), "--seed", &seed.to_string(), "--observations", &obs.join(","), "--samples", &n.to_string(), "--out"])
+                            .args([
+                                task.name(),
+                                arg,
+                                &budget.to_string(),
+                                "--seed",
+                                &seed.to_string(),
+                                "--observations",
+                                &obs.join(","),
+                                "--samples",
+                                &n.to_string(),
+                                "--out",
+                            ])
                             .arg(&dir)
                             .output()
                             .map_err(file_err(python, "run the peer interpreter"))?;
@@ -67,18 +109,39 @@ pub fn run_peers(ctx: &GpuContext, cfg: &GridConfig, python: &Path, tasks: &[Box
                             // the run repeated, without redoing our own rows.
                             let err = String::from_utf8_lossy(&out.stderr);
                             let tail: Vec<&str> = err.lines().rev().take(3).collect();
-                            log(&format!("peer failed ({}): {}", out.status, tail.into_iter().rev().collect::<Vec<_>>().join(" | ")));
+                            log(&format!(
+                                "peer failed ({}): {}",
+                                out.status,
+                                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                            ));
                             continue;
                         }
                     }
-                    let text = std::fs::read_to_string(&result_path).map_err(file_err(&result_path, "read"))?;
-                    let res: PeerResult = serde_json::from_str(&text).map_err(|e| BenchError::Config(format!("{}: {e}", result_path.display())))?;
+                    let text = std::fs::read_to_string(&result_path)
+                        .map_err(file_err(&result_path, "read"))?;
+                    let res: PeerResult = serde_json::from_str(&text).map_err(|e| {
+                        BenchError::Config(format!("{}: {e}", result_path.display()))
+                    })?;
                     for &obs in &pending {
                         let sp = dir.join(format!("samples_obs{obs}.npy"));
                         let s = read_samples(&sp)?;
                         let refs = reference(&cfg.out, task.as_ref(), obs, n)?;
                         let m = s.shape()[0].min(n);
-                        let r = c2st(ctx, &Samples { data: &refs[..m * d], rows: m, dim: d }, &Samples { data: &s.data[..m * d], rows: m, dim: d }, &cfg.c2st, |_, _| {})?;
+                        let r = c2st(
+                            ctx,
+                            &Samples {
+                                data: &refs[..m * d],
+                                rows: m,
+                                dim: d,
+                            },
+                            &Samples {
+                                data: &s.data[..m * d],
+                                rows: m,
+                                dim: d,
+                            },
+                            &cfg.c2st,
+                            |_, _| {},
+                        )?;
                         log(&format!("  peer {name} obs {obs}: C2ST {:.4}", r.accuracy));
                         journal.append(Row {
                             task: task.name().to_string(),
@@ -92,7 +155,11 @@ pub fn run_peers(ctx: &GpuContext, cfg: &GridConfig, python: &Path, tasks: &[Box
                             simulate_s: res.simulate_s,
                             train_s: res.train_s,
                             epochs: res.epochs,
-                            sample_s: res.sample_s.get(&obs.to_string()).copied().unwrap_or(f64::NAN),
+                            sample_s: res
+                                .sample_s
+                                .get(&obs.to_string())
+                                .copied()
+                                .unwrap_or(f64::NAN),
                             c2st_s: r.seconds,
                             samples: m,
                             acceptance_rate: None,

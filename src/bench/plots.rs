@@ -34,7 +34,10 @@ const COLORS: [RGBColor; 8] = [
 ];
 
 fn plot_err(path: &Path) -> impl Fn(String) -> BenchError + '_ {
-    move |problem| BenchError::Plot { path: path.to_path_buf(), problem }
+    move |problem| BenchError::Plot {
+        path: path.to_path_buf(),
+        problem,
+    }
 }
 
 /// Every figure: C2ST against budget per task; a pair plot per task and method.
@@ -55,13 +58,22 @@ fn c2st_figure(g: &Groups, task: &str, path: &Path) -> Result<(), String> {
     let e = |x: &dyn std::fmt::Display| x.to_string();
     let root = BitMapBackend::new(path, (800, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;
-    let pubs: Vec<(&str, Vec<(usize, f64, f64, usize)>)> = ["NPE", "NRE"].iter().map(|a| (*a, published::published(task, a))).filter(|p| !p.1.is_empty()).collect();
+    let pubs: Vec<(&str, Vec<(usize, f64, f64, usize)>)> = ["NPE", "NRE"]
+        .iter()
+        .map(|a| (*a, published::published(task, a)))
+        .filter(|p| !p.1.is_empty())
+        .collect();
     let mut xs: Vec<f64> = g.budgets.iter().map(|&b| b as f64).collect();
     xs.extend(pubs.iter().flat_map(|p| p.1.iter().map(|r| r.0 as f64)));
-    let (lo, hi) = xs.iter().fold((f64::INFINITY, 0f64), |(a, b), &x| (a.min(x), b.max(x)));
+    let (lo, hi) = xs
+        .iter()
+        .fold((f64::INFINITY, 0f64), |(a, b), &x| (a.min(x), b.max(x)));
     let (lo, hi) = (lo / 1.6, hi * 1.6);
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("{task}: C2ST against simulation budget (0.5 is perfect)"), (FAMILY, 20))
+        .caption(
+            format!("{task}: C2ST against simulation budget (0.5 is perfect)"),
+            (FAMILY, 20),
+        )
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(55)
@@ -92,20 +104,36 @@ fn c2st_figure(g: &Groups, task: &str, path: &Path) -> Result<(), String> {
         let dashed = l.starts_with("sbi");
         let line: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.1)).collect();
         let series = if dashed {
-            chart.draw_series(DashedLineSeries::new(line, 8, 5, c.stroke_width(2))).map_err(|x| e(&x))?
+            chart
+                .draw_series(DashedLineSeries::new(line, 8, 5, c.stroke_width(2)))
+                .map_err(|x| e(&x))?
         } else {
-            chart.draw_series(LineSeries::new(line, c.stroke_width(2))).map_err(|x| e(&x))?
+            chart
+                .draw_series(LineSeries::new(line, c.stroke_width(2)))
+                .map_err(|x| e(&x))?
         };
-        series.label(l.clone()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-        chart.draw_series(pts.iter().map(|&(x, y, _)| Circle::new((x, y), 4, c.filled()))).map_err(|x| e(&x))?;
+        series
+            .label(l.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
         chart
-            .draw_series(pts.iter().filter(|p| p.2 > 0.0).map(|&(x, m, s)| PathElement::new(vec![(x, m - s), (x, m + s)], c.stroke_width(1))))
+            .draw_series(
+                pts.iter()
+                    .map(|&(x, y, _)| Circle::new((x, y), 4, c.filled())),
+            )
+            .map_err(|x| e(&x))?;
+        chart
+            .draw_series(pts.iter().filter(|p| p.2 > 0.0).map(|&(x, m, s)| {
+                PathElement::new(vec![(x, m - s), (x, m + s)], c.stroke_width(1))
+            }))
             .map_err(|x| e(&x))?;
     }
     for (j, (alg, pts)) in pubs.iter().enumerate() {
         let c = COLORS[(g.labels.len() + j) % COLORS.len()];
         chart
-            .draw_series(pts.iter().map(|&(b, m, _, _)| TriangleMarker::new((b as f64, m), 7, c.stroke_width(2))))
+            .draw_series(
+                pts.iter()
+                    .map(|&(b, m, _, _)| TriangleMarker::new((b as f64, m), 7, c.stroke_width(2))),
+            )
             .map_err(|x| e(&x))?
             .label(format!("sbi {alg}, published (sbi 0.23 rerun)"))
             .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 6, c.stroke_width(2)));
@@ -124,9 +152,15 @@ fn c2st_figure(g: &Groups, task: &str, path: &Path) -> Result<(), String> {
 /// Pair plots of our samples (colour) over the reference (grey) for the first observation, seed
 /// 0 and the largest budget with samples: up to the first 4 dimensions of θ.
 fn pair_plots(cfg: &GridConfig, rows: &[Row], task: &str) -> BenchResult<Vec<PathBuf>> {
-    let Some(&obs) = cfg.observations.first() else { return Ok(vec![]) };
+    let Some(&obs) = cfg.observations.first() else {
+        return Ok(vec![]);
+    };
     let mut out = Vec::new();
-    let mut methods: Vec<(String, usize)> = rows.iter().filter(|r| r.task == task && !r.method.starts_with("sbi")).map(|r| (r.method.clone(), r.contrastive)).collect();
+    let mut methods: Vec<(String, usize)> = rows
+        .iter()
+        .filter(|r| r.task == task && !r.method.starts_with("sbi"))
+        .map(|r| (r.method.clone(), r.contrastive))
+        .collect();
     methods.sort();
     methods.dedup();
     let mut done = Vec::new();
@@ -134,10 +168,39 @@ fn pair_plots(cfg: &GridConfig, rows: &[Row], task: &str) -> BenchResult<Vec<Pat
         if done.contains(&m) {
             continue;
         }
-        let mut budgets: Vec<usize> = rows.iter().filter(|r| r.task == task && r.method == m && r.contrastive == k && r.seed == 0 && r.observation == obs).map(|r| r.budget).collect();
+        let mut budgets: Vec<usize> = rows
+            .iter()
+            .filter(|r| {
+                r.task == task
+                    && r.method == m
+                    && r.contrastive == k
+                    && r.seed == 0
+                    && r.observation == obs
+            })
+            .map(|r| r.budget)
+            .collect();
         budgets.sort_unstable();
-        let Some(path_b) = budgets.iter().rev().map(|b| (b, cfg.out.join("samples").join(task).join(format!("{m}_K{k}_n{b}_s0_obs{obs}.npy")))).find(|(_, p)| p.exists()) else { continue };
-        let refs = cfg.out.join("references").join(task).join(format!("obs{obs}_n{}.npy", cfg.num_samples));
+        let Some(path_b) = budgets
+            .iter()
+            .rev()
+            .map(|b| {
+                (
+                    b,
+                    cfg.out
+                        .join("samples")
+                        .join(task)
+                        .join(format!("{m}_K{k}_n{b}_s0_obs{obs}.npy")),
+                )
+            })
+            .find(|(_, p)| p.exists())
+        else {
+            continue;
+        };
+        let refs = cfg
+            .out
+            .join("references")
+            .join(task)
+            .join(format!("obs{obs}_n{}.npy", cfg.num_samples));
         if !refs.exists() {
             continue;
         }
@@ -148,7 +211,14 @@ fn pair_plots(cfg: &GridConfig, rows: &[Row], task: &str) -> BenchResult<Vec<Pat
         }
         let p = cfg.out.join(format!("pairs_{task}_{m}.png"));
         let title = format!("{task}, {m}{}, {} simulations, observation {obs}: ours (colour) over the reference (grey)", if m == "npe" { String::new() } else { format!(" K={k}") }, path_b.0);
-        pair_figure(&title, &reference.data, &ours.data, reference.shape()[1], &p).map_err(plot_err(&p))?;
+        pair_figure(
+            &title,
+            &reference.data,
+            &ours.data,
+            reference.shape()[1],
+            &p,
+        )
+        .map_err(plot_err(&p))?;
         out.push(p);
         done.push(m);
     }
@@ -160,14 +230,21 @@ fn quantile(v: &mut [f64], q: f64) -> f64 {
     v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
-fn pair_figure(title: &str, reference: &[f64], ours: &[f64], d: usize, path: &Path) -> Result<(), String> {
+fn pair_figure(
+    title: &str,
+    reference: &[f64],
+    ours: &[f64],
+    d: usize,
+    path: &Path,
+) -> Result<(), String> {
     let e = |x: &dyn std::fmt::Display| x.to_string();
     let k = d.min(4);
     let size = 230 * k as u32;
     let root = BitMapBackend::new(path, (size.max(520), size + 40)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;
     let (top, body) = root.split_vertically(40);
-    top.draw_text(title, &(FAMILY, 13).into_font().color(&BLACK), (8, 12)).map_err(|x| e(&x))?;
+    top.draw_text(title, &(FAMILY, 13).into_font().color(&BLACK), (8, 12))
+        .map_err(|x| e(&x))?;
     let col = |s: &[f64], j: usize| -> Vec<f64> { s.iter().skip(j).step_by(d).copied().collect() };
     let ranges: Vec<(f64, f64)> = (0..k)
         .map(|j| {
@@ -202,22 +279,68 @@ fn pair_figure(title: &str, reference: &[f64], ours: &[f64], d: usize, path: &Pa
             };
             let (hr, ho) = (hist(col(reference, j)), hist(col(ours, j)));
             let top = hr.iter().chain(&ho).fold(0f64, |a, &b| a.max(b)) * 1.1;
-            let mut ch = ChartBuilder::on(area).margin(4).x_label_area_size(18).build_cartesian_2d(xr.0..xr.1, 0f64..top.max(1e-9)).map_err(|x| e(&x))?;
-            ch.configure_mesh().disable_mesh().y_labels(0).x_labels(3).label_style((FAMILY, 10)).x_desc(format!("θ{}", j + 1)).draw().map_err(|x| e(&x))?;
+            let mut ch = ChartBuilder::on(area)
+                .margin(4)
+                .caption(format!("θ{}", j + 1), (FAMILY, 13))
+                .x_label_area_size(18)
+                .build_cartesian_2d(xr.0..xr.1, 0f64..top.max(1e-9))
+                .map_err(|x| e(&x))?;
+            ch.configure_mesh()
+                .disable_mesh()
+                .y_labels(0)
+                .x_labels(3)
+                .label_style((FAMILY, 10))
+                .draw()
+                .map_err(|x| e(&x))?;
             let w = (xr.1 - xr.0) / bins as f64;
-            let step = |h: &[f64]| -> Vec<(f64, f64)> { h.iter().enumerate().flat_map(|(b, &v)| [(xr.0 + b as f64 * w, v), (xr.0 + (b + 1) as f64 * w, v)]).collect() };
-            ch.draw_series(LineSeries::new(step(&hr), RGBColor(120, 120, 120).stroke_width(2))).map_err(|x| e(&x))?;
-            ch.draw_series(LineSeries::new(step(&ho), ours_c.stroke_width(2))).map_err(|x| e(&x))?;
+            let step = |h: &[f64]| -> Vec<(f64, f64)> {
+                h.iter()
+                    .enumerate()
+                    .flat_map(|(b, &v)| [(xr.0 + b as f64 * w, v), (xr.0 + (b + 1) as f64 * w, v)])
+                    .collect()
+            };
+            ch.draw_series(LineSeries::new(
+                step(&hr),
+                RGBColor(120, 120, 120).stroke_width(2),
+            ))
+            .map_err(|x| e(&x))?;
+            ch.draw_series(LineSeries::new(step(&ho), ours_c.stroke_width(2)))
+                .map_err(|x| e(&x))?;
         } else {
-            let mut ch = ChartBuilder::on(area).margin(4).x_label_area_size(18).y_label_area_size(30).build_cartesian_2d(xr.0..xr.1, yr.0..yr.1).map_err(|x| e(&x))?;
-            ch.configure_mesh().disable_mesh().x_labels(3).y_labels(3).label_style((FAMILY, 10)).draw().map_err(|x| e(&x))?;
+            let mut ch = ChartBuilder::on(area)
+                .margin(4)
+                .x_label_area_size(18)
+                .y_label_area_size(30)
+                .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)
+                .map_err(|x| e(&x))?;
+            ch.configure_mesh()
+                .disable_mesh()
+                .x_labels(3)
+                .y_labels(3)
+                .label_style((FAMILY, 10))
+                .draw()
+                .map_err(|x| e(&x))?;
             let pts = |s: &[f64]| -> Vec<(f64, f64)> {
                 let n = s.len() / d;
                 let stride = (n / take).max(1);
-                (0..n).step_by(stride).map(|r| (s[r * d + j], s[r * d + i])).filter(|&(x, y)| x >= xr.0 && x <= xr.1 && y >= yr.0 && y <= yr.1).collect()
+                (0..n)
+                    .step_by(stride)
+                    .map(|r| (s[r * d + j], s[r * d + i]))
+                    .filter(|&(x, y)| x >= xr.0 && x <= xr.1 && y >= yr.0 && y <= yr.1)
+                    .collect()
             };
-            ch.draw_series(pts(reference).into_iter().map(|p| Circle::new(p, 1, RGBColor(150, 150, 150).mix(0.5).filled()))).map_err(|x| e(&x))?;
-            ch.draw_series(pts(ours).into_iter().map(|p| Circle::new(p, 1, ours_c.mix(0.35).filled()))).map_err(|x| e(&x))?;
+            ch.draw_series(
+                pts(reference)
+                    .into_iter()
+                    .map(|p| Circle::new(p, 1, RGBColor(150, 150, 150).mix(0.5).filled())),
+            )
+            .map_err(|x| e(&x))?;
+            ch.draw_series(
+                pts(ours)
+                    .into_iter()
+                    .map(|p| Circle::new(p, 1, ours_c.mix(0.35).filled())),
+            )
+            .map_err(|x| e(&x))?;
         }
     }
     root.present().map_err(|x| e(&x))

@@ -48,13 +48,21 @@ pub const SOURCE: &str = "sbi-benchmark/results benchmarking_sbi_023/results/re-
 /// Mean and standard deviation of the published C2ST of (task, algorithm) per budget, over the
 /// observations present, in increasing budget.
 pub fn published(task: &str, algorithm: &str) -> Vec<(usize, f64, f64, usize)> {
-    let mut budgets: Vec<usize> = SBI_023_RERUN.iter().filter(|r| r.0 == task && r.1 == algorithm).map(|r| r.2).collect();
+    let mut budgets: Vec<usize> = SBI_023_RERUN
+        .iter()
+        .filter(|r| r.0 == task && r.1 == algorithm)
+        .map(|r| r.2)
+        .collect();
     budgets.sort_unstable();
     budgets.dedup();
     budgets
         .into_iter()
         .map(|b| {
-            let v: Vec<f64> = SBI_023_RERUN.iter().filter(|r| r.0 == task && r.1 == algorithm && r.2 == b).map(|r| r.4).collect();
+            let v: Vec<f64> = SBI_023_RERUN
+                .iter()
+                .filter(|r| r.0 == task && r.1 == algorithm && r.2 == b)
+                .map(|r| r.4)
+                .collect();
             let (m, s) = super::report::mean_sd(&v);
             (b, m, s, v.len())
         })
@@ -68,10 +76,17 @@ mod tests {
     #[test]
     fn ten_observations_per_budget() {
         let p = published("gaussian_linear", "NRE");
-        assert_eq!(p.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1000, 10_000, 100_000]);
+        assert_eq!(
+            p.iter().map(|r| r.0).collect::<Vec<_>>(),
+            vec![1000, 10_000, 100_000]
+        );
         assert!(p.iter().all(|r| r.3 == 10));
         // Means of the copied rows (checked by hand against the file): 0.7012, 0.5953, 0.5361.
-        assert!((p[0].1 - 0.7012).abs() < 1e-4 && (p[1].1 - 0.5953).abs() < 1e-4 && (p[2].1 - 0.5361).abs() < 1e-4);
+        assert!(
+            (p[0].1 - 0.7012).abs() < 1e-4
+                && (p[1].1 - 0.5953).abs() < 1e-4
+                && (p[2].1 - 0.5361).abs() < 1e-4
+        );
         assert!(published("two_moons", "NPE").is_empty());
     }
 }

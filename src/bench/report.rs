@@ -12,7 +12,11 @@ pub fn mean_sd(v: &[f64]) -> (f64, f64) {
         return (f64::NAN, f64::NAN);
     }
     let m = v.iter().sum::<f64>() / v.len() as f64;
-    let s = if v.len() > 1 { (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt() } else { 0.0 };
+    let s = if v.len() > 1 {
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+    } else {
+        0.0
+    };
     (m, s)
 }
 
@@ -83,7 +87,12 @@ pub struct Groups<'a> {
 
 impl<'a> Groups<'a> {
     pub fn new(rows: &'a [Row]) -> Self {
-        let many_k = rows.iter().map(|r| r.contrastive).collect::<BTreeSet<_>>().len() > 1;
+        let many_k = rows
+            .iter()
+            .map(|r| r.contrastive)
+            .collect::<BTreeSet<_>>()
+            .len()
+            > 1;
         let mut tasks = Vec::new();
         let mut labels = Vec::new();
         for r in rows {
@@ -96,16 +105,33 @@ impl<'a> Groups<'a> {
             }
         }
         labels.sort_by_key(|l| (l.starts_with("sbi"), l.clone()));
-        let budgets: Vec<usize> = rows.iter().map(|r| r.budget).collect::<BTreeSet<_>>().into_iter().collect();
-        Groups { tasks, labels, budgets, rows, many_k }
+        let budgets: Vec<usize> = rows
+            .iter()
+            .map(|r| r.budget)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        Groups {
+            tasks,
+            labels,
+            budgets,
+            rows,
+            many_k,
+        }
     }
 
     pub fn select(&self, task: &str, lab: &str, budget: usize) -> Vec<&'a Row> {
-        self.rows.iter().filter(|r| r.task == task && r.budget == budget && label(r, self.many_k) == lab).collect()
+        self.rows
+            .iter()
+            .filter(|r| r.task == task && r.budget == budget && label(r, self.many_k) == lab)
+            .collect()
     }
 
     pub fn c2st(&self, task: &str, lab: &str, budget: usize) -> Vec<f64> {
-        self.select(task, lab, budget).iter().filter_map(|r| r.c2st).collect()
+        self.select(task, lab, budget)
+            .iter()
+            .filter_map(|r| r.c2st)
+            .collect()
     }
 }
 
@@ -145,7 +171,13 @@ pub fn table(cfg: &GridConfig, rows: &[Row]) -> String {
         let best: Vec<f64> = g
             .budgets
             .iter()
-            .map(|&b| g.labels.iter().map(|l| mean_sd(&g.c2st(task, l, b)).0).filter(|m| m.is_finite()).fold(f64::INFINITY, f64::min))
+            .map(|&b| {
+                g.labels
+                    .iter()
+                    .map(|l| mean_sd(&g.c2st(task, l, b)).0)
+                    .filter(|m| m.is_finite())
+                    .fold(f64::INFINITY, f64::min)
+            })
             .collect();
         for l in &g.labels {
             if g.budgets.iter().all(|&b| g.select(task, l, b).is_empty()) {
@@ -155,7 +187,11 @@ pub fn table(cfg: &GridConfig, rows: &[Row]) -> String {
             for (i, &b) in g.budgets.iter().enumerate() {
                 let v = g.c2st(task, l, b);
                 let m = mean_sd(&v).0;
-                let errs = g.select(task, l, b).iter().filter(|r| r.c2st.is_none()).count();
+                let errs = g
+                    .select(task, l, b)
+                    .iter()
+                    .filter(|r| r.c2st.is_none())
+                    .count();
                 let mut c = cell(&v, m.is_finite() && m == best[i]);
                 if errs > 0 {
                     c.push_str(&format!(" [{errs} not scored]"));
@@ -163,7 +199,16 @@ pub fn table(cfg: &GridConfig, rows: &[Row]) -> String {
                 let _ = write!(s, " {c} |");
             }
             s.push('\n');
-            let base: Vec<Vec<f64>> = g.budgets.iter().map(|&b| g.select(task, l, b).iter().filter_map(|r| r.base_c2st).collect()).collect();
+            let base: Vec<Vec<f64>> = g
+                .budgets
+                .iter()
+                .map(|&b| {
+                    g.select(task, l, b)
+                        .iter()
+                        .filter_map(|r| r.base_c2st)
+                        .collect()
+                })
+                .collect();
             if base.iter().any(|v| !v.is_empty()) {
                 let _ = write!(s, "| {task} | {l}: base flow alone |");
                 for v in &base {
@@ -184,8 +229,22 @@ pub fn table(cfg: &GridConfig, rows: &[Row]) -> String {
                 if sel.is_empty() {
                     continue;
                 }
-                let f = |get: &dyn Fn(&Row) -> Option<f64>| mean_sd(&sel.iter().filter_map(|r| get(r)).filter(|v| v.is_finite()).collect::<Vec<_>>()).0;
-                let fmt = |v: f64, p: usize| if v.is_finite() { format!("{v:.p$}") } else { "–".into() };
+                let f = |get: &dyn Fn(&Row) -> Option<f64>| {
+                    mean_sd(
+                        &sel.iter()
+                            .filter_map(|r| get(r))
+                            .filter(|v| v.is_finite())
+                            .collect::<Vec<_>>(),
+                    )
+                    .0
+                };
+                let fmt = |v: f64, p: usize| {
+                    if v.is_finite() {
+                        format!("{v:.p$}")
+                    } else {
+                        "–".into()
+                    }
+                };
                 let train = f(&|r| Some(r.train_s));
                 let peer = match l.as_str() {
                     "npe" => Some("sbi NPE (NSF)"),
@@ -223,7 +282,14 @@ pub fn table(cfg: &GridConfig, rows: &[Row]) -> String {
         let mut seen = BTreeSet::new();
         for r in errors {
             if seen.insert((r.task.clone(), r.method.clone(), r.budget)) {
-                let _ = writeln!(s, "- {} {} n={}: {}", r.task, r.method, r.budget, r.error.as_deref().unwrap_or(""));
+                let _ = writeln!(
+                    s,
+                    "- {} {} n={}: {}",
+                    r.task,
+                    r.method,
+                    r.budget,
+                    r.error.as_deref().unwrap_or("")
+                );
             }
         }
     }
@@ -231,7 +297,10 @@ pub fn table(cfg: &GridConfig, rows: &[Row]) -> String {
     for task in &g.tasks {
         for alg in ["NPE", "NRE"] {
             for (b, m, sd, k) in published::published(task, alg) {
-                let _ = writeln!(pubs, "| {task} | sbi {alg} (published) | {b} | {m:.3} ± {sd:.3} ({k}) |");
+                let _ = writeln!(
+                    pubs,
+                    "| {task} | sbi {alg} (published) | {b} | {m:.3} ± {sd:.3} ({k}) |"
+                );
             }
         }
     }
@@ -245,7 +314,11 @@ pub fn table(cfg: &GridConfig, rows: &[Row]) -> String {
 pub fn write_all(cfg: &GridConfig, rows: &[Row], log: &mut dyn FnMut(&str)) -> BenchResult<()> {
     crate::io::atomic_write_bytes(cfg.out.join("results.csv"), csv(rows).as_bytes())?;
     crate::io::atomic_write_bytes(cfg.out.join("table.md"), table(cfg, rows).as_bytes())?;
-    log(&format!("wrote {} and {}", cfg.out.join("results.csv").display(), cfg.out.join("table.md").display()));
+    log(&format!(
+        "wrote {} and {}",
+        cfg.out.join("results.csv").display(),
+        cfg.out.join("table.md").display()
+    ));
     if cfg.plots {
         for p in super::plots::write_figures(cfg, rows)? {
             log(&format!("wrote {}", p.display()));

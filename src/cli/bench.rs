@@ -26,10 +26,19 @@ pub struct BenchArgs {
 #[derive(Args)]
 struct GridArgs {
     /// Tasks (sbibm names, or gaussian_linear_d<d>)
-    #[arg(long, value_delimiter = ',', default_value = "two_moons,gaussian_linear")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "two_moons,gaussian_linear"
+    )]
     tasks: Vec<String>,
     /// Methods: npe, ratio, hybrid
-    #[arg(long, value_delimiter = ',', value_enum, default_value = "npe,ratio,hybrid")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_enum,
+        default_value = "npe,ratio,hybrid"
+    )]
     methods: Vec<Method>,
     /// Simulation budgets
     #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
@@ -101,13 +110,18 @@ fn parse_observations(s: &str) -> Result<Vec<usize>> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         if let Some((a, b)) = part.split_once('-') {
-            let (a, b): (usize, usize) = (a.trim().parse().context("--observations")?, b.trim().parse().context("--observations")?);
+            let (a, b): (usize, usize) = (
+                a.trim().parse().context("--observations")?,
+                b.trim().parse().context("--observations")?,
+            );
             if a > b {
                 bail!("--observations: empty range {part}");
             }
             out.extend(a..=b);
         } else {
-            out.push(part.parse().with_context(|| format!("--observations: '{part}' is not a number or a range a-b"))?);
+            out.push(part.parse().with_context(|| {
+                format!("--observations: '{part}' is not a number or a range a-b")
+            })?);
         }
     }
     if out.is_empty() {
@@ -119,13 +133,32 @@ fn parse_observations(s: &str) -> Result<Vec<usize>> {
 
 impl GridArgs {
     fn config(self) -> Result<GridConfig> {
-        let mut p = if self.quick { TrainProfile::quick() } else { TrainProfile::default() };
+        let mut p = if self.quick {
+            TrainProfile::quick()
+        } else {
+            TrainProfile::default()
+        };
         macro_rules! set {
             ($($f:ident),*) => { $(if let Some(v) = self.$f { p.$f = v; })* };
         }
-        set!(flow, transforms, hidden, ratio_hidden, ratio_blocks, base_epochs, batch_size, lr, max_epochs, patience);
+        set!(
+            flow,
+            transforms,
+            hidden,
+            ratio_hidden,
+            ratio_blocks,
+            base_epochs,
+            batch_size,
+            lr,
+            max_epochs,
+            patience
+        );
         let mut tasks = self.tasks;
-        tasks.extend(self.highdim.iter().map(|d| format!("{}{d}", gkl_gpu::bench::highdim::PREFIX)));
+        tasks.extend(
+            self.highdim
+                .iter()
+                .map(|d| format!("{}{d}", gkl_gpu::bench::highdim::PREFIX)),
+        );
         if self.contrastive.iter().any(|&k| k == 0) {
             bail!("--contrastive: K must be at least 1");
         }
@@ -144,7 +177,10 @@ impl GridArgs {
             hybrid_base_c2st: self.hybrid_base_c2st,
             profile: p,
             max_sample_seconds: self.max_sample_seconds,
-            c2st: C2stConfig { seed: self.c2st_seed, ..Default::default() },
+            c2st: C2stConfig {
+                seed: self.c2st_seed,
+                ..Default::default()
+            },
             peer_python: self.peer_python,
             peer_script: self.peer_script,
             plots: !self.no_plots,
@@ -177,8 +213,16 @@ pub fn run(gpu: &GpuArgs, args: BenchArgs) -> Result<()> {
         let ctx = gpu.context()?;
         let t = std::time::Instant::now();
         let rows = grid::run(&ctx, &cfg, &mut |m| eprintln!("{m}"))?;
-        print!("{}", std::fs::read_to_string(cfg.out.join("table.md")).unwrap_or_default());
-        eprintln!("{} rows in {}; this run took {:.1} s", rows.len(), cfg.out.join("journal.jsonl").display(), t.elapsed().as_secs_f64());
+        print!(
+            "{}",
+            std::fs::read_to_string(cfg.out.join("table.md")).unwrap_or_default()
+        );
+        eprintln!(
+            "{} rows in {}; this run took {:.1} s",
+            rows.len(),
+            cfg.out.join("journal.jsonl").display(),
+            t.elapsed().as_secs_f64()
+        );
         return Ok(());
     };
     match what {
