@@ -491,7 +491,10 @@ pub fn run(ctx: &GpuContext, cfg: &GridConfig, log: &mut dyn FnMut(&str)) -> Ben
                                         row.c2st = Some(acc);
                                         row.c2st_s = secs;
                                     }
-                                    if seed == 0 && Some(&obs) == cfg.observations.first() {
+                                    if seed == 0
+                                        && row.samples > 0
+                                        && Some(&obs) == cfg.observations.first()
+                                    {
                                         let sdir = cfg.out.join("samples").join(task.name());
                                         std::fs::create_dir_all(&sdir)
                                             .map_err(file_err(&sdir, "create"))?;

@@ -204,9 +204,11 @@ fn pair_plots(cfg: &GridConfig, rows: &[Row], task: &str) -> BenchResult<Vec<Pat
         if !refs.exists() {
             continue;
         }
-        let ours = read_samples(&path_b.1)?;
-        let reference = read_samples(&refs)?;
-        if ours.shape()[0] < 2 {
+        // A sampler that accepted nothing leaves an empty (or no) sample file: nothing to draw.
+        let (Ok(ours), Ok(reference)) = (read_samples(&path_b.1), read_samples(&refs)) else {
+            continue;
+        };
+        if ours.shape()[0] < 2 || ours.shape()[1] != reference.shape()[1] {
             continue;
         }
         let p = cfg.out.join(format!("pairs_{task}_{m}.png"));
