@@ -104,6 +104,9 @@ struct GridArgs {
     /// Do not draw the PNG figures
     #[arg(long)]
     no_plots: bool,
+    /// Only regenerate results.csv, table.md and the figures from the journal (no GPU work)
+    #[arg(long)]
+    report_only: bool,
 }
 
 fn parse_observations(s: &str) -> Result<Vec<usize>> {
@@ -209,7 +212,17 @@ enum BenchWhat {
 
 pub fn run(gpu: &GpuArgs, args: BenchArgs) -> Result<()> {
     let Some(what) = args.what else {
+        let report_only = args.grid.report_only;
         let cfg = args.grid.config()?;
+        if report_only {
+            let j = gkl_gpu::bench::journal::Journal::open(&cfg.out.join("journal.jsonl"))?;
+            gkl_gpu::bench::report::write_all(&cfg, &j.rows, &mut |m| eprintln!("{m}"))?;
+            print!(
+                "{}",
+                std::fs::read_to_string(cfg.out.join("table.md")).unwrap_or_default()
+            );
+            return Ok(());
+        }
         let ctx = gpu.context()?;
         let t = std::time::Instant::now();
         let rows = grid::run(&ctx, &cfg, &mut |m| eprintln!("{m}"))?;
