@@ -242,7 +242,7 @@ fn pair_figure(
     let e = |x: &dyn std::fmt::Display| x.to_string();
     let k = d.min(4);
     let size = 230 * k as u32;
-    let root = BitMapBackend::new(path, (size.max(520), size + 40)).into_drawing_area();
+    let root = BitMapBackend::new(path, (size.max(760), size + 40)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;
     let (top, body) = root.split_vertically(40);
     top.draw_text(title, &(FAMILY, 13).into_font().color(&BLACK), (8, 12))
