@@ -1,14 +1,194 @@
-//! `gkl-gpu bench ...`: throughput benchmarks.
+//! `gkl-gpu bench ...`: the SBI benchmark grid (the main form) and kernel throughput
+//! (`gkl-gpu bench kernels`).
 
 use super::GpuArgs;
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use gkl_gpu::bench::grid::{self, GridConfig, TrainProfile};
 use gkl_gpu::bench::kernels;
+use gkl_gpu::evaluation::c2st::C2stConfig;
+use gkl_gpu::models::flow::FlowKind;
+use gkl_gpu::training::Method;
+use std::path::PathBuf;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
     #[command(subcommand)]
-    what: BenchWhat,
+    what: Option<BenchWhat>,
+    #[command(flatten)]
+    grid: GridArgs,
+}
+
+/// `gkl-gpu bench [options]`: for every cell (task, method, K, budget, seed) simulate, train,
+/// and per observation sample, score by C2ST against the reference posterior; results are
+/// journaled per (cell, observation), so a killed run continues where it stopped.
+#[derive(Args)]
+struct GridArgs {
+    /// Tasks (sbibm names, or gaussian_linear_d<d>)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "two_moons,gaussian_linear"
+    )]
+    tasks: Vec<String>,
+    /// Methods: npe, ratio, hybrid
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_enum,
+        default_value = "npe,ratio,hybrid"
+    )]
+    methods: Vec<Method>,
+    /// Simulation budgets
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    budgets: Vec<usize>,
+    /// sbibm observations: a range "1-5" or a list "1,3"
+    #[arg(long, default_value = "1-5")]
+    observations: String,
+    /// Number of seeds (0..N)
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
+    /// Output directory (journal.jsonl, results.csv, table.md, figures, models/, references/)
+    #[arg(long, default_value = "bench")]
+    out: PathBuf,
+    /// Samples per observation
+    #[arg(long, default_value_t = 10_000)]
+    num_samples: usize,
+    /// Contrastive θ' per x (K) for ratio and hybrid: a grid axis
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    contrastive: Vec<usize>,
+    /// Also score the hybrid's base flow alone (same weights, sampled as an NPE model)
+    #[arg(long)]
+    hybrid_base_c2st: bool,
+    /// High-dimensional gaussian_linear: adds gaussian_linear_d<d> for each d (θ, x ∈ R^d)
+    #[arg(long, value_delimiter = ',')]
+    highdim: Vec<usize>,
+    /// Python with sbi and sbibm: also run each cell with sbi (NPE-NSF for npe, NRE for ratio)
+    #[arg(long)]
+    peer_python: Option<PathBuf>,
+    /// The peer script
+    #[arg(long, default_value = "scripts/sbi_bench.py")]
+    peer_script: PathBuf,
+    /// Tiny networks and at most 10 epochs (tests and smoke runs; the other options override it)
+    #[arg(long)]
+    quick: bool,
+    #[arg(long, value_enum)]
+    flow: Option<FlowKind>,
+    #[arg(long)]
+    transforms: Option<usize>,
+    /// Hidden units of each MADE layer
+    #[arg(long)]
+    hidden: Option<usize>,
+    #[arg(long)]
+    ratio_hidden: Option<usize>,
+    #[arg(long)]
+    ratio_blocks: Option<usize>,
+    /// Hybrid: epochs of the base flow alone before the ratio joins
+    #[arg(long)]
+    base_epochs: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    lr: Option<f32>,
+    #[arg(long)]
+    max_epochs: Option<usize>,
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Rejection sampling (ratio, hybrid): wall-time budget per observation, s
+    #[arg(long, default_value_t = 600.0)]
+    max_sample_seconds: f64,
+    /// C2ST classifier seed
+    #[arg(long, default_value_t = 1)]
+    c2st_seed: u64,
+    /// Do not draw the PNG figures
+    #[arg(long)]
+    no_plots: bool,
+    /// Only regenerate results.csv, table.md and the figures from the journal (no GPU work)
+    #[arg(long)]
+    report_only: bool,
+}
+
+fn parse_observations(s: &str) -> Result<Vec<usize>> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Some((a, b)) = part.split_once('-') {
+            let (a, b): (usize, usize) = (
+                a.trim().parse().context("--observations")?,
+                b.trim().parse().context("--observations")?,
+            );
+            if a > b {
+                bail!("--observations: empty range {part}");
+            }
+            out.extend(a..=b);
+        } else {
+            out.push(part.parse().with_context(|| {
+                format!("--observations: '{part}' is not a number or a range a-b")
+            })?);
+        }
+    }
+    if out.is_empty() {
+        bail!("--observations: none given");
+    }
+    out.dedup();
+    Ok(out)
+}
+
+impl GridArgs {
+    fn config(self) -> Result<GridConfig> {
+        let mut p = if self.quick {
+            TrainProfile::quick()
+        } else {
+            TrainProfile::default()
+        };
+        macro_rules! set {
+            ($($f:ident),*) => { $(if let Some(v) = self.$f { p.$f = v; })* };
+        }
+        set!(
+            flow,
+            transforms,
+            hidden,
+            ratio_hidden,
+            ratio_blocks,
+            base_epochs,
+            batch_size,
+            lr,
+            max_epochs,
+            patience
+        );
+        let mut tasks = self.tasks;
+        tasks.extend(
+            self.highdim
+                .iter()
+                .map(|d| format!("{}{d}", gkl_gpu::bench::highdim::PREFIX)),
+        );
+        if self.contrastive.iter().any(|&k| k == 0) {
+            bail!("--contrastive: K must be at least 1");
+        }
+        if self.seeds == 0 || self.budgets.iter().any(|&b| b < 10) {
+            bail!("--seeds must be at least 1 and every budget at least 10");
+        }
+        Ok(GridConfig {
+            tasks,
+            methods: self.methods,
+            budgets: self.budgets,
+            observations: parse_observations(&self.observations)?,
+            seeds: self.seeds,
+            contrastive: self.contrastive,
+            num_samples: self.num_samples,
+            out: self.out,
+            hybrid_base_c2st: self.hybrid_base_c2st,
+            profile: p,
+            max_sample_seconds: self.max_sample_seconds,
+            c2st: C2stConfig {
+                seed: self.c2st_seed,
+                ..Default::default()
+            },
+            peer_python: self.peer_python,
+            peer_script: self.peer_script,
+            plots: !self.no_plots,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -31,7 +211,34 @@ enum BenchWhat {
 }
 
 pub fn run(gpu: &GpuArgs, args: BenchArgs) -> Result<()> {
-    match args.what {
+    let Some(what) = args.what else {
+        let report_only = args.grid.report_only;
+        let cfg = args.grid.config()?;
+        if report_only {
+            let j = gkl_gpu::bench::journal::Journal::open(&cfg.out.join("journal.jsonl"))?;
+            gkl_gpu::bench::report::write_all(&cfg, &j.rows, &mut |m| eprintln!("{m}"))?;
+            print!(
+                "{}",
+                std::fs::read_to_string(cfg.out.join("table.md")).unwrap_or_default()
+            );
+            return Ok(());
+        }
+        let ctx = gpu.context()?;
+        let t = std::time::Instant::now();
+        let rows = grid::run(&ctx, &cfg, &mut |m| eprintln!("{m}"))?;
+        print!(
+            "{}",
+            std::fs::read_to_string(cfg.out.join("table.md")).unwrap_or_default()
+        );
+        eprintln!(
+            "{} rows in {}; this run took {:.1} s",
+            rows.len(),
+            cfg.out.join("journal.jsonl").display(),
+            t.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    };
+    match what {
         BenchWhat::Kernels {
             batches,
             widths,

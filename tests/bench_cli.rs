@@ -1,0 +1,220 @@
+//! `gkl-gpu bench` end to end on a tiny grid: it writes results.csv, table.md and the figures;
+//! killed with SIGKILL once its journal holds a row and started again, it finishes without
+//! redoing a finished row.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gkl-gpu");
+
+fn args(out: &Path) -> Vec<String> {
+    [
+        "bench",
+        "--tasks",
+        "two_moons",
+        "--methods",
+        "npe,ratio",
+        "--budgets",
+        "1000",
+        "--observations",
+        "1",
+        "--num-samples",
+        "500",
+        "--quick",
+        "--max-epochs",
+        "5",
+        "--out",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([out.display().to_string()])
+    .collect()
+}
+
+/// Whole lines of the journal, parsed.
+fn journal(out: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(out.join("journal.jsonl")).unwrap_or_default();
+    let whole = text.rfind('\n').map_or("", |i| &text[..=i]);
+    whole
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("journal line is JSON"))
+        .collect()
+}
+
+fn key(v: &serde_json::Value) -> String {
+    format!(
+        "{}|{}|{}|{}|{}|{}",
+        v["task"], v["method"], v["contrastive"], v["budget"], v["seed"], v["observation"]
+    )
+}
+
+fn png_ok(p: &Path) {
+    let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is not a PNG",
+        p.display()
+    );
+    assert!(
+        bytes.len() > 5_000,
+        "{} is only {} bytes",
+        p.display(),
+        bytes.len()
+    );
+}
+
+#[test]
+fn bench_grid_is_resumable_and_writes_reports() {
+    let out = std::env::temp_dir().join(format!("gkl-bench-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+
+    // First run: killed as soon as the journal holds one whole row (the npe cell's).
+    let mut child = Command::new(BIN)
+        .args(args(&out))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start gkl-gpu bench");
+    let start = Instant::now();
+    loop {
+        if !journal(&out).is_empty() {
+            child.kill().expect("SIGKILL"); // Child::kill is SIGKILL on Unix
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("bench exited ({status}) before it was killed");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(150),
+            "no journal row within 150 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait().unwrap();
+    let first = journal(&out);
+    assert!(!first.is_empty());
+    assert!(
+        !out.join("results.csv").exists() || first.len() == 2,
+        "a killed run writes no report before the grid is done"
+    );
+
+    // Second run: completes the grid and reports.
+    let status = Command::new(BIN)
+        .args(args(&out))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rows = journal(&out);
+    assert_eq!(rows.len(), 2, "one row per (cell, observation): {rows:#?}");
+    let mut keys: Vec<String> = rows.iter().map(key).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 2, "no duplicates");
+    // Rows finished before the kill are the same rows, untouched (same time stamps).
+    for f in &first {
+        let again = rows
+            .iter()
+            .find(|r| key(r) == key(f))
+            .expect("finished row kept");
+        assert_eq!(again, f);
+    }
+    let methods: Vec<&str> = rows.iter().map(|r| r["method"].as_str().unwrap()).collect();
+    assert!(methods.contains(&"npe") && methods.contains(&"ratio"));
+    for r in &rows {
+        let c = r["c2st"].as_f64().expect("every row scored");
+        assert!((0.3..=1.0).contains(&c), "C2ST {c}");
+        assert_eq!(r["samples"].as_u64(), Some(500));
+    }
+    let ratio = rows.iter().find(|r| r["method"] == "ratio").unwrap();
+    let acc = ratio["acceptance_rate"]
+        .as_f64()
+        .expect("ratio rows carry the acceptance rate");
+    assert!(acc > 0.0 && acc <= 1.0);
+    assert!(ratio["log_z"].as_f64().unwrap().is_finite());
+
+    // Reports.
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(
+        csv.lines().count(),
+        3,
+        "header and one line per row:\n{csv}"
+    );
+    assert!(csv.starts_with("task,method,contrastive,budget,seed,observation,c2st"));
+    let table = std::fs::read_to_string(out.join("table.md")).unwrap();
+    assert!(
+        table.contains("| two_moons | npe |") && table.contains("| two_moons | ratio |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("**"),
+        "best per task and budget in bold:\n{table}"
+    );
+    for f in [
+        "c2st_two_moons.png",
+        "pairs_two_moons_npe.png",
+        "pairs_two_moons_ratio.png",
+    ] {
+        png_ok(&out.join(f));
+    }
+
+    // A third run has nothing left to do: the journal is unchanged.
+    let status = Command::new(BIN)
+        .args(args(&out))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(journal(&out), rows);
+
+    // With the journal gone but the models kept, a run re-samples and does not train again.
+    let cells = out.join("models/two_moons");
+    let cell_json =
+        |m: &str| std::fs::read(cells.join(format!("{m}_K1_n1000_s0/cell.json"))).unwrap();
+    let before = (cell_json("npe"), cell_json("ratio"));
+    std::fs::remove_file(out.join("journal.jsonl")).unwrap();
+    let o = Command::new(BIN).args(args(&out)).output().unwrap();
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("trained earlier").count(), 2, "{err}");
+    assert_eq!((cell_json("npe"), cell_json("ratio")), before);
+    let again = journal(&out);
+    assert_eq!(again.len(), 2);
+    for (a, b) in again.iter().zip(&rows) {
+        assert_eq!(
+            (key(a), &a["train_s"]),
+            (key(b), &b["train_s"]),
+            "training time is the recorded one"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn bench_rejects_bad_grids_with_one_line() {
+    for (extra, want) in [
+        (vec!["--observations", "3-1"], "empty range"),
+        (vec!["--observations", "9"], "observation 9 does not exist"),
+        (vec!["--tasks", "no_such_task"], "unknown task"),
+        (vec!["--contrastive", "0"], "K must be at least 1"),
+    ] {
+        let out = std::env::temp_dir().join(format!("gkl-bench-bad-{}", std::process::id()));
+        let mut a = vec![
+            "bench".to_string(),
+            "--out".into(),
+            out.display().to_string(),
+            "--budgets".into(),
+            "100".into(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        let o = Command::new(BIN).args(&a).output().unwrap();
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(want), "{extra:?}: {err}");
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
