@@ -52,9 +52,11 @@ impl GpuContext {
             .max_storage_buffer_binding_size
             .min(self.limits.max_buffer_size);
         if bytes > max {
-            return Err(GpuError::InvalidArgument(format!(
-                "buffer '{label}' needs {bytes} bytes, more than the adapter's largest binding ({max} bytes)"
-            )));
+            return Err(GpuError::BufferTooLarge {
+                label: label.to_string(),
+                bytes,
+                max,
+            });
         }
         Ok(())
     }
@@ -216,11 +218,20 @@ impl GpuContext {
                 src.label, src.len, dst.label, dst.len
             )));
         }
-        self.scoped(&format!("copying '{}' to '{}'", src.label, dst.label), || {
-            let mut enc = self.device.create_command_encoder(&Default::default());
-            enc.copy_buffer_to_buffer(&src.buffer, (src.offset * 4) as u64, &dst.buffer, (dst.offset * 4) as u64, src.bytes());
-            self.queue.submit([enc.finish()]);
-        })
+        self.scoped(
+            &format!("copying '{}' to '{}'", src.label, dst.label),
+            || {
+                let mut enc = self.device.create_command_encoder(&Default::default());
+                enc.copy_buffer_to_buffer(
+                    &src.buffer,
+                    (src.offset * 4) as u64,
+                    &dst.buffer,
+                    (dst.offset * 4) as u64,
+                    src.bytes(),
+                );
+                self.queue.submit([enc.finish()]);
+            },
+        )
     }
 }
 
