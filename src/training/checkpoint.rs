@@ -44,6 +44,10 @@ pub struct CheckpointState {
     pub seconds: f64,
     pub adam_step: u32,
     pub history: Vec<EpochMetrics>,
+    /// (train, validation) loss of each epoch as `f64::to_bits`: JSON numbers may not read back
+    /// to the same bits, and a resumed run returns the same history as an uninterrupted one.
+    #[serde(default)]
+    pub history_bits: Vec<[u64; 2]>,
     pub settings: NpeSettings,
     /// The batch size trained with (the requested one, or less if the adapter needed it).
     pub batch_size: usize,
@@ -129,8 +133,14 @@ impl Checkpoint {
         }
         let text = std::fs::read_to_string(&sp)
             .map_err(|e| bad(dir, format!("cannot read state.json: {e}")))?;
-        let state: CheckpointState =
+        let mut state: CheckpointState =
             serde_json::from_str(&text).map_err(|e| bad(dir, format!("state.json: {e}")))?;
+        if state.history_bits.len() == state.history.len() {
+            for (m, [t, v]) in state.history.iter_mut().zip(&state.history_bits) {
+                m.train_loss = f64::from_bits(*t);
+                m.val_loss = f64::from_bits(*v);
+            }
+        }
         if state.format_version != CHECKPOINT_VERSION {
             return Err(bad(
                 dir,

@@ -812,6 +812,8 @@ pub fn train(
     if batch < wanted && blocks > 1 {
         on_notice(&format!("batch size {wanted} is larger than the smallest training block ({min_block} rows); using {batch}"));
     }
+    let tried = batch;
+    let mut first_failure = None;
     let g = loop {
         match train_graph(
             ctx,
@@ -828,18 +830,17 @@ pub fn train(
         ) {
             Ok(g) => break g,
             Err(GpuError::BufferTooLarge { label, bytes, max }) if batch > 1 => {
-                let smaller = batch / 2;
-                on_notice(&format!(
-                    "batch size {batch} needs buffer '{label}' of {bytes} bytes, more than the adapter's largest binding ({max} bytes); trying {smaller}"
+                first_failure.get_or_insert(format!(
+                    "buffer '{label}' of {bytes} bytes, more than the adapter's largest binding ({max} bytes)"
                 ));
-                batch = smaller;
+                batch /= 2;
             }
             Err(e) => return Err(e.into()),
         }
     };
-    if batch < wanted.min(min_block) {
+    if let Some(why) = first_failure {
         on_notice(&format!(
-            "training with batch size {batch} instead of {wanted} (the adapter's binding limit)"
+            "batch size {tried} needs {why}; training with batch size {batch}, the largest power-of-two fraction that fits"
         ));
     }
     // Validation in chunks of equal size that fit; at most chunks − 1 rows are left out.
@@ -966,6 +967,10 @@ pub fn train(
                 seconds: s.seconds,
                 adam_step: s.state[0],
                 history: history[..s.epoch].to_vec(),
+                history_bits: history[..s.epoch]
+                    .iter()
+                    .map(|m| [m.train_loss.to_bits(), m.val_loss.to_bits()])
+                    .collect(),
                 settings: settings.clone(),
                 batch_size: batch,
                 n_train: n_tr,
