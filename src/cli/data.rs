@@ -266,12 +266,12 @@ pub fn prepare(
                 };
                 Ok((sims, None, t.elapsed().as_secs_f64()))
             });
-            (
-                Source::External(ext),
-                format!("simulator `{cmd}`"),
-                None,
-                Some(h),
-            )
+            let name = if from_store {
+                format!("the run's stored output of simulator `{cmd}` ({STORED_SIMULATIONS})")
+            } else {
+                format!("simulator `{cmd}`")
+            };
+            (Source::External(ext), name, None, Some(h))
         } else {
             let name = task.expect("checked above").to_string();
             let tn = name.clone();

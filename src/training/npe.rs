@@ -1056,6 +1056,12 @@ pub fn train(
             for k in 0..blocks {
                 let (lo, hi) = (bounds[k], bounds[k + 1]);
                 let rows = hi - lo;
+                if k > 0 {
+                    // Let the previous block finish first, so that at most one block's upload
+                    // is staged at a time (wgpu frees staging memory as submissions complete);
+                    // the reader thread keeps preparing the next block meanwhile.
+                    ctx.wait()?;
+                }
                 match (&online_rows, &feed, &mut streamed) {
                     (Some((t, x)), _, _) => {
                         ctx.write(&g.theta_blk, 0, &t[lo * d4..hi * d4])?;
