@@ -565,8 +565,7 @@ fn damaged_checkpoints_are_refused_with_a_message_and_interrupted_writes_are_tid
     for cut in [0, 1, good.len() / 2, good.len() - 2] {
         std::fs::write(cdir.join("state.json"), &good[..cut]).unwrap();
         let e = Checkpoint::load(&cdir)
-            .err()
-            .expect("truncated state.json")
+            .expect_err("truncated state.json")
             .to_string();
         assert!(e.contains("state.json"), "{e}");
     }
@@ -600,7 +599,7 @@ fn damaged_checkpoints_are_refused_with_a_message_and_interrupted_writes_are_tid
 fn online_runs_resume_bit_identically() {
     // Fresh rows every epoch from a deterministic simulator: epoch e ≥ 2 trains on block e − 1,
     // seeded from it, so the resumed run draws exactly what the uninterrupted one drew.
-    let sim: gkl_gpu::training::npe::Simulator = std::sync::Arc::new(|n, seed| data(n, seed));
+    let sim: gkl_gpu::training::npe::Simulator = std::sync::Arc::new(data);
     let (t, x) = data(1000, 14);
     let s = settings(Method::Npe, 5);
     let opts = |dir: &Path, fault, resume| TrainOptions {

@@ -105,6 +105,9 @@ enum Source {
     External(Arc<ExternalSimulator>),
 }
 
+/// The thread loading or simulating: (simulations, shard count, seconds).
+type Handle = Option<JoinHandle<Result<(Simulations, Option<usize>, f64)>>>;
+
 /// Loading or simulation under way (on a CPU thread while the GPU opens).
 pub struct Pending {
     prior: Prior,
@@ -116,7 +119,7 @@ pub struct Pending {
     policy: InvalidPolicy,
     online: bool,
     /// Simulations being loaded or simulated; `None` when a shard folder is streamed.
-    handle: Option<JoinHandle<Result<(Simulations, Option<usize>, f64)>>>,
+    handle: Handle,
     stream: Option<ShardStream>,
     /// The simulations came from the run directory's stored copy.
     from_store: bool,
@@ -187,7 +190,6 @@ pub fn prepare(
     let n = simulations;
     let mut stream = None;
     let mut from_store = false;
-    type Handle = Option<JoinHandle<Result<(Simulations, Option<usize>, f64)>>>;
     let (source, source_name, data_path, handle): (Source, String, Option<PathBuf>, Handle) =
         if let Some(dir) = a.data.as_ref().filter(|d| d.is_dir() && !online) {
             // A shard folder: streamed by the trainer, never held in memory as a whole.

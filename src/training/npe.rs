@@ -250,6 +250,24 @@ struct Nets {
     ratio: Option<Mlp>,
 }
 
+/// Plans and buffers a training graph's dispatches bind (kept alive with it).
+type TrainKeep = (
+    Option<MlpPlan>,
+    Option<FlowTrainPlan>,
+    Option<MlpPlan>,
+    Option<FlowSamplePlan>,
+    Vec<GpuTensor>,
+    Vec<wgpu::Buffer>,
+);
+/// Plans and buffers a validation graph's dispatches bind.
+type ValKeep = (
+    Option<MlpPlan>,
+    Option<FlowLogProbPlan>,
+    Option<MlpPlan>,
+    Option<FlowSamplePlan>,
+    Vec<wgpu::Buffer>,
+);
+
 /// The per-step training graph for one batch size, reading a resident block of rows.
 struct TrainGraph {
     batch: usize,
@@ -262,14 +280,7 @@ struct TrainGraph {
     dx4: usize,
     full_step: Vec<Dispatch>,
     base_step: Vec<Dispatch>,
-    _keep: (
-        Option<MlpPlan>,
-        Option<FlowTrainPlan>,
-        Option<MlpPlan>,
-        Option<FlowSamplePlan>,
-        Vec<GpuTensor>,
-        Vec<wgpu::Buffer>,
-    ),
+    _keep: TrainKeep,
 }
 
 struct Accs {
@@ -450,13 +461,7 @@ struct ValGraph {
     th: GpuTensor,
     full: Vec<Dispatch>,
     base: Vec<Dispatch>,
-    _keep: (
-        Option<MlpPlan>,
-        Option<FlowLogProbPlan>,
-        Option<MlpPlan>,
-        Option<FlowSamplePlan>,
-        Vec<wgpu::Buffer>,
-    ),
+    _keep: ValKeep,
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -241,7 +241,7 @@ pub fn pack_rows(
 
 /// Splits one chunk's kept rows into (training θ, training x) and (validation θ, x), given the
 /// chunk's first row index and a cursor into the sorted validation indices.
-#[allow(clippy::type_complexity)]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn divide(
     theta: &[f64],
     x: &[f64],
