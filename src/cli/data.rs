@@ -9,15 +9,19 @@ use gkl_gpu::data::{
     ExternalSimulator, FailureSlot, InvalidCount, InvalidPolicy, OnlineDraw, OnlineStats,
     Simulations,
 };
+use gkl_gpu::io::{write_npz, NpyData};
 use gkl_gpu::training::npe::Simulator;
+use gkl_gpu::training::source::ScanReport;
+use gkl_gpu::training::ShardStream;
 use gkl_tasks::{task_by_name, Prior};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Invalid {
     /// Drop simulations with NaN or Inf in x and count them
     Drop,
@@ -25,10 +29,11 @@ pub enum Invalid {
     Error,
 }
 
-#[derive(Args, Clone, Debug)]
+#[derive(Args, Clone, Debug, Serialize, Deserialize)]
 pub struct DataArgs {
     /// Simulations to train on: an .npz with arrays `theta` (N × dθ) and `x` (N × dx), or a
-    /// folder of such .npz shards (or theta/x .npy pairs); f32 or f64, C or Fortran order
+    /// folder of such .npz shards (or theta/x .npy pairs), streamed from disk one shard at a
+    /// time; f32 or f64, C or Fortran order
     #[arg(long, value_name = "PATH", conflicts_with_all = ["theta", "x"])]
     pub data: Option<PathBuf>,
     /// θ of the simulations to train on (.npy, N × dθ); with --x
@@ -100,6 +105,9 @@ enum Source {
     External(Arc<ExternalSimulator>),
 }
 
+/// The thread loading or simulating: (simulations, shard count, seconds).
+type Handle = Option<JoinHandle<Result<(Simulations, Option<usize>, f64)>>>;
+
 /// Loading or simulation under way (on a CPU thread while the GPU opens).
 pub struct Pending {
     prior: Prior,
@@ -110,7 +118,11 @@ pub struct Pending {
     data_path: Option<PathBuf>,
     policy: InvalidPolicy,
     online: bool,
-    handle: JoinHandle<Result<(Simulations, Option<usize>, f64)>>,
+    /// Simulations being loaded or simulated; `None` when a shard folder is streamed.
+    handle: Handle,
+    stream: Option<ShardStream>,
+    /// The simulations came from the run directory's stored copy.
+    from_store: bool,
 }
 
 /// The simulations to train on, the prior, and the online source if any.
@@ -121,18 +133,28 @@ pub struct TrainData {
     pub dim_x: usize,
     pub task: Option<String>,
     pub online: Option<Simulator>,
+    /// A shard folder streamed from disk (then `theta` and `x` are empty).
+    pub stream: Option<ShardStream>,
+    /// Simulations from an external program, to be stored in the run directory for `--resume`.
+    pub store: bool,
     failure: FailureSlot,
     stats: Arc<OnlineStats>,
     summary: DataSummary,
 }
 
-/// Checks the combination of options, reads the prior, and starts loading or simulating.
+/// The copy of an external simulator's simulations kept in the run directory (read back by
+/// `--resume` instead of simulating again).
+pub const STORED_SIMULATIONS: &str = "simulations.npz";
+
+/// Checks the combination of options, reads the prior, and starts loading or simulating. With
+/// `stored` (a resumed run's `simulations.npz`), an external simulator's data is read from there.
 pub fn prepare(
     a: &DataArgs,
     task: Option<&str>,
     simulations: usize,
     seed: u64,
     online: bool,
+    stored: Option<&Path>,
 ) -> Result<Pending> {
     let files = a.data.is_some() || a.theta.is_some();
     if task.is_some() && a.simulator_cmd.is_some() {
@@ -166,76 +188,111 @@ pub fn prepare(
         (None, None) => unreachable!("checked above"),
     };
     let n = simulations;
-    let (source, source_name, data_path, handle): (
-        Source,
-        String,
-        Option<PathBuf>,
-        JoinHandle<Result<(Simulations, Option<usize>, f64)>>,
-    ) = if files {
-        let (data, theta, x) = (a.data.clone(), a.theta.clone(), a.x.clone());
-        let (name, path) = match &data {
-            Some(d) => (d.display().to_string(), d.clone()),
-            None => {
-                let (t, x) = (
-                    theta.as_ref().expect("clap: --theta with --x"),
-                    x.as_ref().expect("clap"),
-                );
-                (format!("{} + {}", t.display(), x.display()), t.clone())
+    let mut stream = None;
+    let mut from_store = false;
+    let (source, source_name, data_path, handle): (Source, String, Option<PathBuf>, Handle) =
+        if let Some(dir) = a.data.as_ref().filter(|d| d.is_dir() && !online) {
+            // A shard folder: streamed by the trainer, never held in memory as a whole.
+            let s = ShardStream::open(dir, &prior, &prior_name, a.policy())?;
+            if let Some(t) = task {
+                let t = task_by_name(t)?;
+                if s.set.dim_x() != t.dim_x() {
+                    bail!(
+                        "{}: x has {} columns but task {} has dx = {}",
+                        dir.display(),
+                        s.set.dim_x(),
+                        t.name(),
+                        t.dim_x()
+                    );
+                }
             }
-        };
-        let h = std::thread::spawn(move || {
-            let t = Instant::now();
-            let (s, shards) = match (data, theta, x) {
-                (Some(d), _, _) => load_path(d)?,
-                (None, Some(t), Some(x)) => (load_npy_pair(t, x)?, None),
-                _ => unreachable!("clap requires --theta with --x"),
-            };
-            Ok((s, shards, t.elapsed().as_secs_f64()))
-        });
-        (
-            match task {
-                Some(t) => Source::Task(t.to_string()),
-                None => Source::Files,
-            },
-            name,
-            Some(path),
-            h,
-        )
-    } else if let Some(cmd) = &a.simulator_cmd {
-        let ext = Arc::new(ExternalSimulator::new(
-            ExternalConfig {
-                command: cmd.clone(),
-                workers: a.simulator_workers as usize,
-                batch: a.simulator_batch as usize,
-                timeout: Duration::from_secs_f64(a.simulator_timeout),
-                seed,
-            },
-            prior.dim(),
-        ));
-        let (e, p) = (ext.clone(), prior.clone());
-        let h = std::thread::spawn(move || {
-            let t = Instant::now();
-            Ok((
-                e.simulate_prior(&p, n, seed)?,
+            stream = Some(s);
+            (
+                match task {
+                    Some(t) => Source::Task(t.to_string()),
+                    None => Source::Files,
+                },
+                dir.display().to_string(),
+                Some(dir.clone()),
                 None,
-                t.elapsed().as_secs_f64(),
-            ))
-        });
-        (Source::External(ext), format!("simulator `{cmd}`"), None, h)
-    } else {
-        let name = task.expect("checked above").to_string();
-        let tn = name.clone();
-        let h = std::thread::spawn(move || {
-            let t = Instant::now();
-            let task = task_by_name(&tn)?;
-            let theta = task.sample_prior(n, seed);
-            let x = task.simulate(&theta, seed.wrapping_add(0x5349_4d55));
-            let s = Simulations::new(theta, x, task.dim_theta(), task.dim_x())
-                .context("task returned inconsistent shapes")?;
-            Ok((s, None, t.elapsed().as_secs_f64()))
-        });
-        (Source::Task(name.clone()), format!("task {name}"), None, h)
-    };
+            )
+        } else if files {
+            let (data, theta, x) = (a.data.clone(), a.theta.clone(), a.x.clone());
+            let (name, path) = match &data {
+                Some(d) => (d.display().to_string(), d.clone()),
+                None => {
+                    let (t, x) = (
+                        theta.as_ref().expect("clap: --theta with --x"),
+                        x.as_ref().expect("clap"),
+                    );
+                    (format!("{} + {}", t.display(), x.display()), t.clone())
+                }
+            };
+            let h = std::thread::spawn(move || {
+                let t = Instant::now();
+                let (s, shards) = match (data, theta, x) {
+                    (Some(d), _, _) => load_path(d)?,
+                    (None, Some(t), Some(x)) => (load_npy_pair(t, x)?, None),
+                    _ => unreachable!("clap requires --theta with --x"),
+                };
+                Ok((s, shards, t.elapsed().as_secs_f64()))
+            });
+            (
+                match task {
+                    Some(t) => Source::Task(t.to_string()),
+                    None => Source::Files,
+                },
+                name,
+                Some(path),
+                Some(h),
+            )
+        } else if let Some(cmd) = &a.simulator_cmd {
+            let ext = Arc::new(ExternalSimulator::new(
+                ExternalConfig {
+                    command: cmd.clone(),
+                    workers: a.simulator_workers as usize,
+                    batch: a.simulator_batch as usize,
+                    timeout: Duration::from_secs_f64(a.simulator_timeout),
+                    seed,
+                },
+                prior.dim(),
+            ));
+            let (e, p) = (ext.clone(), prior.clone());
+            let stored = stored.filter(|p| p.is_file()).map(Path::to_path_buf);
+            from_store = stored.is_some();
+            let h = std::thread::spawn(move || {
+                let t = Instant::now();
+                let sims = match stored {
+                    Some(file) => gkl_gpu::data::load_npz(&file)?,
+                    None => e.simulate_prior(&p, n, seed)?,
+                };
+                Ok((sims, None, t.elapsed().as_secs_f64()))
+            });
+            let name = if from_store {
+                format!("the run's stored output of simulator `{cmd}` ({STORED_SIMULATIONS})")
+            } else {
+                format!("simulator `{cmd}`")
+            };
+            (Source::External(ext), name, None, Some(h))
+        } else {
+            let name = task.expect("checked above").to_string();
+            let tn = name.clone();
+            let h = std::thread::spawn(move || {
+                let t = Instant::now();
+                let task = task_by_name(&tn)?;
+                let theta = task.sample_prior(n, seed);
+                let x = task.simulate(&theta, seed.wrapping_add(0x5349_4d55));
+                let s = Simulations::new(theta, x, task.dim_theta(), task.dim_x())
+                    .context("task returned inconsistent shapes")?;
+                Ok((s, None, t.elapsed().as_secs_f64()))
+            });
+            (
+                Source::Task(name.clone()),
+                format!("task {name}"),
+                None,
+                Some(h),
+            )
+        };
     Ok(Pending {
         prior,
         prior_name,
@@ -246,14 +303,56 @@ pub fn prepare(
         policy: a.policy(),
         online,
         handle,
+        stream,
+        from_store,
     })
 }
 
 impl Pending {
     /// Waits for the data, checks it against the prior (and task), applies the invalid policy.
     pub fn finish(self) -> Result<TrainData> {
+        if let Some(s) = self.stream {
+            let rows = s.set.rows();
+            eprintln!(
+                "data: {rows} simulations in {} shards of {} (θ {} × x {}), streamed from disk",
+                s.set.len(),
+                self.source_name,
+                s.set.dim_theta(),
+                s.set.dim_x()
+            );
+            let summary = DataSummary {
+                source: self.source_name,
+                prior: self.prior_name,
+                shards: Some(s.set.len()),
+                dim_theta: s.set.dim_theta(),
+                dim_x: s.set.dim_x(),
+                rows_read: rows,
+                invalid_policy: self.policy,
+                rows_with_nan: 0,
+                rows_with_inf: 0,
+                rows_dropped: 0,
+                rows_used: rows,
+                theta_values_clamped_to_support: 0,
+                seconds_to_load_or_simulate: 0.0,
+                online: None,
+            };
+            return Ok(TrainData {
+                prior: self.prior,
+                theta: vec![],
+                x: vec![],
+                dim_x: s.set.dim_x(),
+                task: self.task,
+                online: None,
+                stream: Some(s),
+                store: false,
+                failure: Default::default(),
+                stats: Arc::new(OnlineStats::default()),
+                summary,
+            });
+        }
         let (mut sims, shards, secs) = self
             .handle
+            .expect("a handle unless streaming")
             .join()
             .map_err(|_| anyhow::anyhow!("the data thread panicked"))??;
         let rows_read = sims.rows();
@@ -347,6 +446,7 @@ impl Pending {
             seconds_to_load_or_simulate: secs,
             online: None,
         };
+        let store = matches!(self.source, Source::External(_)) && !self.from_store;
         Ok(TrainData {
             prior: self.prior,
             dim_x: sims.dim_x,
@@ -354,6 +454,8 @@ impl Pending {
             x: sims.x,
             task: self.task,
             online,
+            stream: None,
+            store,
             failure,
             stats,
             summary,
@@ -373,6 +475,35 @@ impl TrainData {
             Some(d) => d.into(),
             None => e,
         }
+    }
+
+    /// Records what the trainer's scan of a shard folder found.
+    pub fn record_scan(&mut self, r: &ScanReport) {
+        let s = &mut self.summary;
+        s.rows_read = r.rows_read;
+        s.rows_with_nan = r.invalid.rows_with_nan;
+        s.rows_with_inf = r.invalid.rows_with_inf;
+        s.rows_dropped = r.invalid.total();
+        s.rows_used = r.rows_read - r.invalid.total();
+        s.theta_values_clamped_to_support = r.theta_values_clamped;
+    }
+
+    /// Keeps an external simulator's simulations in `dir/simulations.npz` (float64) so that
+    /// `--resume` trains on exactly the same rows without running the program again.
+    pub fn store_simulations(&self, dir: &Path) -> Result<()> {
+        if !self.store {
+            return Ok(());
+        }
+        let d = self.prior.dim();
+        let n = self.theta.len() / d;
+        write_npz(
+            dir.join(STORED_SIMULATIONS),
+            &[
+                ("theta", &[n, d], NpyData::F64(&self.theta)),
+                ("x", &[n, self.dim_x], NpyData::F64(&self.x)),
+            ],
+        )?;
+        Ok(())
     }
 
     /// Writes `dir/data_summary.json` (with the online counters so far).

@@ -3,18 +3,24 @@
 
 use super::GpuArgs;
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser};
+use clap::{Args, CommandFactory, Parser};
 use gkl_gpu::kernels::Activation;
 use gkl_gpu::models::flow::{FlowConfig, FlowKind};
 use gkl_gpu::models::mlp::MlpConfig;
-use gkl_gpu::training::npe::{train_npe_with, EpochMetrics, NpeSettings, Simulator};
-use gkl_gpu::training::Method;
+use gkl_gpu::training::npe::{
+    train, CheckpointConfig, EpochMetrics, Fault, NpeSettings, Simulator, TrainOptions,
+};
+use gkl_gpu::training::{recover_run_dir, Checkpoint, Method, TrainSource};
 use gkl_tasks::task_by_name;
+use serde::{Deserialize, Serialize};
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-#[derive(Parser)]
+/// Arguments that may be given again with `--resume` (they override the stored ones).
+const RESUME_OVERRIDES: [&str; 3] = ["resume", "max_epochs", "checkpoint_every"];
+
+#[derive(Parser, Serialize, Deserialize)]
 pub struct TrainArgs {
     /// Benchmark task to simulate (optional with --data/--theta/--simulator-cmd and --prior)
     #[arg(long)]
@@ -44,9 +50,23 @@ pub struct TrainArgs {
     simulations: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Output directory (config.json, model.safetensors, metrics.jsonl)
-    #[arg(long)]
-    out: PathBuf,
+    /// Output directory (config.json, model.safetensors, metrics.jsonl, checkpoint/)
+    #[arg(long, required_unless_present = "resume")]
+    out: Option<PathBuf>,
+    /// Continue the run in this directory from its checkpoint, with the arguments it was started
+    /// with (stored in the checkpoint); only --max-epochs and --checkpoint-every may be given too
+    #[arg(long, value_name = "RUN_DIR")]
+    #[serde(skip)]
+    resume: Option<PathBuf>,
+    /// Write a checkpoint (RUN/checkpoint/) every E epochs, and always at the end and when a GPU
+    /// fault stops the run; 0: only then
+    #[arg(long, default_value_t = 10, value_name = "E")]
+    checkpoint_every: usize,
+    /// Largest GPU block of training rows in bytes (default: 64 MiB or the adapter's largest
+    /// binding); tests force several blocks with it
+    #[arg(long, hide = true)]
+    #[serde(default)]
+    block_bytes: Option<u64>,
     #[arg(long, default_value_t = 200)]
     batch_size: usize,
     #[arg(long, default_value_t = 5e-4)]
@@ -120,10 +140,23 @@ pub fn quickstart(gpu: &GpuArgs, q: QuickstartArgs) -> Result<()> {
     use gkl_gpu::models::posterior::NpeModel;
     use gkl_gpu::sampling::npe::NpePosterior;
     let args = TrainArgs::parse_from(
-        ["train", "--task", &q.task, "--simulations", &q.simulations.to_string(), "--seed", &q.seed.to_string(), "--out"]
-            .iter()
-            .map(|s| s.to_string())
-            .chain([q.out.display().to_string(), "--flow".into(), format!("{:?}", q.flow).to_lowercase()]),
+        [
+            "train",
+            "--task",
+            &q.task,
+            "--simulations",
+            &q.simulations.to_string(),
+            "--seed",
+            &q.seed.to_string(),
+            "--out",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            q.out.display().to_string(),
+            "--flow".into(),
+            format!("{:?}", q.flow).to_lowercase(),
+        ]),
     );
     let t = Instant::now();
     run(gpu, args)?;
@@ -136,10 +169,28 @@ pub fn quickstart(gpu: &GpuArgs, q: QuickstartArgs) -> Result<()> {
     let (samples, report) = post.sample(std::slice::from_ref(&obs.x), n, q.seed)?;
     let path = q.out.join(format!("samples_obs{}.npy", q.observation));
     write_npy_f64(&path, &[n, task.dim_theta()], &samples[0])?;
-    eprintln!("sampled {n} in {:.2} s; wrote {}", report.seconds, path.display());
+    eprintln!(
+        "sampled {n} in {:.2} s; wrote {}",
+        report.seconds,
+        path.display()
+    );
     let reference = task.reference_posterior(&obs.x, n, q.seed.wrapping_add(1))?;
     let d = task.dim_theta();
-    let r = c2st(&ctx, &Samples { data: &reference, rows: n, dim: d }, &Samples { data: &samples[0], rows: n, dim: d }, &C2stConfig::default(), |_, _| {})?;
+    let r = c2st(
+        &ctx,
+        &Samples {
+            data: &reference,
+            rows: n,
+            dim: d,
+        },
+        &Samples {
+            data: &samples[0],
+            rows: n,
+            dim: d,
+        },
+        &C2stConfig::default(),
+        |_, _| {},
+    )?;
     println!(
         "{} NPE-{:?}, {} simulations, observation {}: C2ST against the reference posterior {:.3} (0.5 is perfect); train + simulate {:.1} s",
         q.task, q.flow, q.simulations, q.observation, r.accuracy, train_s
@@ -147,7 +198,116 @@ pub fn quickstart(gpu: &GpuArgs, q: QuickstartArgs) -> Result<()> {
     Ok(())
 }
 
+/// The explicitly given `train` arguments (clap ids) of this process's command line.
+fn given_on_command_line() -> Vec<(String, String)> {
+    let Ok(m) = super::Cli::command().try_get_matches_from(std::env::args_os()) else {
+        return vec![];
+    };
+    let Some(("train", tm)) = m.subcommand() else {
+        return vec![];
+    };
+    TrainArgs::command()
+        .get_arguments()
+        .filter(|arg| {
+            tm.value_source(arg.get_id().as_str()) == Some(clap::parser::ValueSource::CommandLine)
+        })
+        .map(|arg| {
+            (
+                arg.get_id().to_string(),
+                arg.get_long()
+                    .map(|l| format!("--{l}"))
+                    .unwrap_or_else(|| arg.get_id().to_string()),
+            )
+        })
+        .collect()
+}
+
+/// `gkl-gpu train`: a new run, or `--resume RUN_DIR`.
 pub fn run(gpu: &GpuArgs, a: TrainArgs) -> Result<()> {
+    let Some(dir) = a.resume.clone() else {
+        let out = a.out.clone().context("--out is required")?;
+        return run_with(gpu, a, out, None);
+    };
+    let given = given_on_command_line();
+    let extra: Vec<&str> = given
+        .iter()
+        .filter(|(id, _)| !RESUME_OVERRIDES.contains(&id.as_str()))
+        .map(|(_, l)| l.as_str())
+        .collect();
+    if !extra.is_empty() {
+        bail!(
+            "--resume continues {} with the arguments stored in its checkpoint; only --max-epochs and --checkpoint-every may be given with it (got {})",
+            dir.display(),
+            extra.join(", ")
+        );
+    }
+    for r in recover_run_dir(&dir)? {
+        eprintln!(
+            "resume: tidied {r} in {} (left by the interrupted run)",
+            dir.display()
+        );
+    }
+    let ck_dir = Checkpoint::dir_of(&dir);
+    if !ck_dir.is_dir() {
+        bail!(
+            "{}: no checkpoint to resume from ({} does not exist)",
+            dir.display(),
+            ck_dir.display()
+        );
+    }
+    let ck = Checkpoint::load(&ck_dir)?;
+    let stored = ck
+        .state
+        .cli
+        .as_ref()
+        .and_then(|v| v.get("train_args"))
+        .with_context(|| {
+            format!(
+                "{}: the checkpoint holds no `gkl-gpu train` arguments",
+                ck_dir.display()
+            )
+        })?;
+    let mut args: TrainArgs = serde_json::from_value(stored.clone())
+        .with_context(|| format!("{}: stored arguments", ck_dir.display()))?;
+    let is_given = |id: &str| given.iter().any(|(g, _)| g == id);
+    if is_given("max_epochs") {
+        args.max_epochs = a.max_epochs;
+    }
+    if is_given("checkpoint_every") {
+        args.checkpoint_every = a.checkpoint_every;
+    }
+    eprintln!(
+        "resume: {} after epoch {} of {} (best {}), with its stored arguments",
+        dir.display(),
+        ck.state.epoch,
+        args.max_epochs,
+        ck.state.best_epoch
+    );
+    run_with(gpu, args, dir, Some(ck))
+}
+
+/// Keeps the lines of `metrics.jsonl` up to `epoch` (a resumed run rewrites what came after).
+fn truncate_metrics(path: &Path, epoch: usize) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let mut kept = String::new();
+    for line in text.lines() {
+        match serde_json::from_str::<EpochMetrics>(line) {
+            Ok(m) if m.epoch <= epoch => {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+            _ => break,
+        }
+    }
+    gkl_gpu::io::atomic_write_bytes(path, kept.as_bytes())?;
+    Ok(())
+}
+
+fn run_with(gpu: &GpuArgs, a: TrainArgs, out: PathBuf, resume: Option<Checkpoint>) -> Result<()> {
     if a.simulations < 10 {
         bail!("--simulations must be at least 10");
     }
@@ -156,14 +316,43 @@ pub fn run(gpu: &GpuArgs, a: TrainArgs) -> Result<()> {
     }
     let start = Instant::now();
     // Load or simulate on CPU threads while the device opens and the pipelines compile.
-    let pending = super::data::prepare(&a.data, a.task.as_deref(), a.simulations, a.seed, a.online)?;
-    let ctx = gpu.context()?;
-    let data = pending.finish()?;
-    data.write_summary(&a.out)?;
+    let stored = resume
+        .as_ref()
+        .map(|_| out.join(super::data::STORED_SIMULATIONS));
+    let pending = super::data::prepare(
+        &a.data,
+        a.task.as_deref(),
+        a.simulations,
+        a.seed,
+        a.online,
+        stored.as_deref(),
+    )?;
+    let mut ctx = gpu.context()?;
+    if let Some(v) = std::env::var("GKL_GPU_MAX_BINDING")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        // Test hook: pretend the adapter's largest binding is smaller.
+        ctx.limits.max_storage_buffer_binding_size =
+            ctx.limits.max_storage_buffer_binding_size.min(v);
+    }
+    let fault = std::env::var("GKL_GPU_FAULT")
+        .ok()
+        .and_then(|v| Fault::parse(&v));
+    let mut data = pending.finish()?;
+    data.write_summary(&out)?;
+    data.store_simulations(&out)?;
 
     let settings = NpeSettings {
         method: a.method,
-        ratio: Some(MlpConfig { in_dim: 0, out_dim: 1, hidden: a.ratio_hidden, blocks: a.ratio_blocks, act: Activation::Relu, residual: true }),
+        ratio: Some(MlpConfig {
+            in_dim: 0,
+            out_dim: 1,
+            hidden: a.ratio_hidden,
+            blocks: a.ratio_blocks,
+            act: Activation::Relu,
+            residual: true,
+        }),
         contrastive: a.contrastive,
         base_epochs: a.base_epochs,
         flow: FlowConfig {
@@ -194,15 +383,27 @@ pub fn run(gpu: &GpuArgs, a: TrainArgs) -> Result<()> {
         seed: a.seed,
         unconstrained: a.unconstrained,
     };
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let metrics_path = a.out.join("metrics.jsonl");
-    let mut metrics = std::fs::File::create(&metrics_path).with_context(|| format!("creating {}", metrics_path.display()))?;
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let metrics_path = out.join("metrics.jsonl");
+    let mut metrics = match &resume {
+        Some(ck) => {
+            truncate_metrics(&metrics_path, ck.state.epoch)?;
+            std::fs::OpenOptions::new().append(true).open(&metrics_path)
+        }
+        None => std::fs::File::create(&metrics_path),
+    }
+    .with_context(|| format!("opening {}", metrics_path.display()))?;
     let tty = std::io::stderr().is_terminal();
     let max_epochs = a.max_epochs;
     let mut write_err = None;
     let online: Option<Simulator> = data.online.clone();
     let mut on_epoch = |m: &EpochMetrics| {
-        if let Err(e) = serde_json::to_writer(&mut metrics, m).map_err(anyhow::Error::from).and_then(|_| Ok(writeln!(metrics)?)) {
+        // One write per line, so a killed run leaves whole lines (a resumed run drops any after
+        // its checkpoint).
+        let line = serde_json::to_string(m)
+            .map(|l| l + "\n")
+            .map_err(anyhow::Error::from);
+        if let Err(e) = line.and_then(|l| Ok(metrics.write_all(l.as_bytes())?)) {
             write_err.get_or_insert(e);
         }
         let z = match (m.z_mean, m.z_var) {
@@ -225,16 +426,56 @@ pub fn run(gpu: &GpuArgs, a: TrainArgs) -> Result<()> {
             eprintln!("{line}");
         }
     };
-    let outcome = train_npe_with(&ctx, &data.prior, &data.theta, &data.x, data.dim_x, &settings, data.task.as_deref(), online, &mut on_epoch)
-        .map_err(|e| data.explain(e.into()))?;
-    data.write_summary(&a.out)?;
+    let source = match &data.stream {
+        Some(s) => TrainSource::Shards(s),
+        None => TrainSource::Memory {
+            theta: &data.theta,
+            x: &data.x,
+            dim_x: data.dim_x,
+        },
+    };
+    let opts = TrainOptions {
+        online,
+        checkpoint: Some(CheckpointConfig {
+            run_dir: out.clone(),
+            every: a.checkpoint_every,
+            cli: Some(serde_json::json!({ "train_args": serde_json::to_value(&a)? })),
+        }),
+        resume,
+        block_bytes: a.block_bytes,
+        fault,
+    };
+    let outcome = train(
+        &ctx,
+        &data.prior,
+        source,
+        &settings,
+        data.task.as_deref(),
+        opts,
+        &mut on_epoch,
+        &mut |m| eprintln!("notice: {m}"),
+    );
     if tty {
         eprintln!();
     }
+    let outcome = outcome.map_err(|e| data.explain(e.into()))?;
+    if let Some(r) = &outcome.scan {
+        data.record_scan(r);
+        eprintln!(
+            "data: scanned {} rows in {} shards: {} for training in {} GPU block(s), {} for validation{}",
+            r.rows_read,
+            r.shards,
+            r.rows_train,
+            outcome.blocks,
+            r.rows_val,
+            if r.invalid.total() > 0 { format!("; dropped {} with NaN or Inf in x", r.invalid.total()) } else { String::new() }
+        );
+    }
+    data.write_summary(&out)?;
     if let Some(e) = write_err {
         return Err(e.context(format!("writing {}", metrics_path.display())));
     }
-    outcome.model.save(&a.out)?;
+    outcome.model.save(&out)?;
     let last = outcome.history.last().context("no epoch ran")?;
     eprintln!(
         "{} after {} epochs (best {}, validation loss {:.4}); training {:.1} s, total {:.1} s; saved {}",
@@ -244,7 +485,7 @@ pub fn run(gpu: &GpuArgs, a: TrainArgs) -> Result<()> {
         outcome.history[outcome.best_epoch - 1].val_loss,
         last.seconds,
         start.elapsed().as_secs_f64(),
-        a.out.display()
+        out.display()
     );
     Ok(())
 }

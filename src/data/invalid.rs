@@ -56,6 +56,31 @@ impl Simulations {
     ) -> Result<InvalidCount> {
         let (dt, dx) = (self.dim_theta, self.dim_x);
         let n = self.rows();
+        let (keep, count) = self.invalid_mask(policy, source_name)?;
+        if count.total() > 0 {
+            let mut theta = Vec::with_capacity((n - count.total()) * dt);
+            let mut x = Vec::with_capacity((n - count.total()) * dx);
+            for (i, k) in keep.iter().enumerate() {
+                if *k {
+                    theta.extend_from_slice(&self.theta[i * dt..(i + 1) * dt]);
+                    x.extend_from_slice(&self.x[i * dx..(i + 1) * dx]);
+                }
+            }
+            self.theta = theta;
+            self.x = x;
+        }
+        Ok(count)
+    }
+
+    /// As [`Simulations::apply_invalid_policy`] without removing anything: which rows to keep
+    /// (row indices stay those of the file, as the streaming trainer needs), and the counts.
+    pub fn invalid_mask(
+        &self,
+        policy: InvalidPolicy,
+        source_name: &str,
+    ) -> Result<(Vec<bool>, InvalidCount)> {
+        let (dt, dx) = (self.dim_theta, self.dim_x);
+        let n = self.rows();
         if let Some(i) = self
             .theta
             .chunks_exact(dt)
@@ -85,28 +110,16 @@ impl Simulations {
                 }
             })
             .collect();
-        if let Some(i) = first {
-            if policy == InvalidPolicy::Error {
-                return Err(DataError::Invalid {
-                    source_name: source_name.into(),
-                    problem: format!(
-                        "{} of {n} simulations have NaN or Inf in x (first: row {i}); rejected by --invalid error",
-                        count.total()
-                    ),
-                });
-            }
-            let mut theta = Vec::with_capacity((n - count.total()) * dt);
-            let mut x = Vec::with_capacity((n - count.total()) * dx);
-            for (i, k) in keep.iter().enumerate() {
-                if *k {
-                    theta.extend_from_slice(&self.theta[i * dt..(i + 1) * dt]);
-                    x.extend_from_slice(&self.x[i * dx..(i + 1) * dx]);
-                }
-            }
-            self.theta = theta;
-            self.x = x;
+        if let (Some(i), InvalidPolicy::Error) = (first, policy) {
+            return Err(DataError::Invalid {
+                source_name: source_name.into(),
+                problem: format!(
+                    "{} of {n} simulations have NaN or Inf in x (first: row {i}); rejected by --invalid error",
+                    count.total()
+                ),
+            });
         }
-        Ok(count)
+        Ok((keep, count))
     }
 }
 

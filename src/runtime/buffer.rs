@@ -52,9 +52,11 @@ impl GpuContext {
             .max_storage_buffer_binding_size
             .min(self.limits.max_buffer_size);
         if bytes > max {
-            return Err(GpuError::InvalidArgument(format!(
-                "buffer '{label}' needs {bytes} bytes, more than the adapter's largest binding ({max} bytes)"
-            )));
+            return Err(GpuError::BufferTooLarge {
+                label: label.to_string(),
+                bytes,
+                max,
+            });
         }
         Ok(())
     }

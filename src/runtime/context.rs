@@ -322,6 +322,16 @@ impl GpuContext {
         Ok(())
     }
 
+    /// Marks the device as lost, as the driver's device-lost callback would: every later
+    /// submission, readback and `check_lost` fails with [`GpuError::DeviceLost`]. For fault
+    /// injection in tests (`GKL_GPU_FAULT`); the device itself keeps working.
+    #[doc(hidden)]
+    pub fn inject_device_loss(&self, message: &str) {
+        if let Ok(mut g) = self.lost.lock() {
+            *g = Some(format!("injected: {message}"));
+        }
+    }
+
     /// Blocks until all submitted work is done.
     pub fn wait(&self) -> GpuResult<()> {
         self.device

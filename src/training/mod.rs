@@ -1,7 +1,14 @@
 //! Training loops.
+pub mod checkpoint;
+pub mod error;
 pub mod npe;
 pub mod preprocess;
 pub mod regress;
+pub mod source;
+
+pub use checkpoint::{recover_run_dir, Checkpoint};
+pub use error::{SavedState, TrainError, TrainResult};
+pub use source::{ShardStream, TrainSource};
 
 use serde::{Deserialize, Serialize};
 
@@ -28,7 +35,9 @@ impl Method {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Method::Npe, Method::Ratio, Method::Hybrid].into_iter().find(|m| m.name() == s)
+        [Method::Npe, Method::Ratio, Method::Hybrid]
+            .into_iter()
+            .find(|m| m.name() == s)
     }
 
     pub fn has_flow(self) -> bool {

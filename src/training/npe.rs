@@ -1,27 +1,44 @@
-//! Neural posterior estimation: the normalized-flow member of the generalized-KL family, whose
-//! loss is exactly E[−log q(θ|x)]. Training runs on the GPU with the whole data set resident:
-//! every step gathers its minibatch on the GPU (the optimizer's step counter picks it), so an
-//! epoch — all its steps and the validation pass — is one submission, and two scalars come back.
+//! Neural posterior estimation and the generalized-KL ratio and hybrid surrogates: the trainer.
+//!
+//! Every step gathers its minibatch on the GPU from a resident block of training rows (the
+//! optimizer's step counter picks it), so a block's steps are one submission and an epoch sends
+//! back a few scalars. The training rows come in blocks no larger than a bound (64 MiB, or the
+//! adapter's largest binding if smaller), held in memory or streamed from a folder of shards by
+//! a CPU thread while the GPU trains on the previous block (`source`). With a run directory,
+//! the trainer checkpoints its whole state every few epochs and at the end (`checkpoint`), can
+//! resume from a checkpoint bit for bit, and on a GPU fault saves the last good state before it
+//! reports the error. A batch whose buffers exceed the adapter's binding limit is halved until
+//! they fit (with a notice).
 
 use crate::kernels::adam::{Adam, AdamConfig};
 use crate::kernels::gather::{self, GatherParams};
-use crate::kernels::layout::{pack, pad4};
+use crate::kernels::gkl::{self, Contrast, GklParams};
+use crate::kernels::layout::pad4;
 use crate::kernels::reduce::{self, ReduceOp, ReduceParams};
 use crate::models::arena::{ArenaLayout, ParamArena};
-use crate::models::flow::{Flow, FlowConfig, FlowLogProbPlan, FlowTrainPlan};
+use crate::models::flow::{
+    Flow, FlowConfig, FlowLogProbPlan, FlowSampleOptions, FlowSamplePlan, FlowTrainPlan,
+};
 use crate::models::mlp::{Mlp, MlpConfig, MlpPlan, MlpWeights};
 use crate::models::posterior::{NpeModel, FORMAT_VERSION};
-use crate::runtime::{Dispatch, GpuContext, GpuError, GpuResult};
-use crate::training::preprocess::Preprocess;
+use crate::runtime::{Dispatch, GpuContext, GpuError, GpuResult, GpuTensor};
+use crate::training::checkpoint::{Checkpoint, CheckpointState, CHECKPOINT_VERSION};
+use crate::training::error::{SavedState, TrainError, TrainResult};
+use crate::training::source::{
+    block_bounds, pack_rows, preprocess_fingerprint, scan, stream_blocks, ScanReport, TrainSource,
+};
 use crate::training::Method;
-use crate::kernels::gkl::{self, Contrast, GklParams};
-use crate::models::flow::{FlowSampleOptions, FlowSamplePlan};
 use gkl_tasks::Prior;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::path::PathBuf;
 use std::time::Instant;
+
+fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NpeSettings {
@@ -59,15 +76,26 @@ fn one() -> usize {
 
 /// The default ratio network: a residual MLP, 64 wide, two residual blocks, ReLU.
 pub fn default_ratio_net() -> MlpConfig {
-    MlpConfig { in_dim: 0, out_dim: 1, hidden: 64, blocks: 2, act: crate::kernels::Activation::Relu, residual: true }
+    MlpConfig {
+        in_dim: 0,
+        out_dim: 1,
+        hidden: 64,
+        blocks: 2,
+        act: crate::kernels::Activation::Relu,
+        residual: true,
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EpochMetrics {
     pub epoch: usize,
+    /// JSON has no NaN or ∞: serde_json writes them as `null`, read back as NaN.
+    #[serde(deserialize_with = "nan_if_null")]
     pub train_loss: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub val_loss: f64,
     pub seconds: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub pairs_per_s: f64,
     pub best: bool,
     /// Ratio and hybrid: the mean over the epoch's x of the Monte-Carlo estimate Ẑ(x) of
@@ -89,7 +117,75 @@ pub struct TrainOutcome {
     pub history: Vec<EpochMetrics>,
     pub best_epoch: usize,
     pub stopped_early: bool,
+    /// The batch size trained with (the requested one unless the adapter's limits needed less).
+    pub batch_size: usize,
+    /// Training blocks per epoch.
+    pub blocks: usize,
+    /// Shard sources: what the scan found.
+    pub scan: Option<ScanReport>,
+    /// The epoch the run resumed after, if it did.
+    pub resumed_after: Option<usize>,
 }
+
+/// Checkpoints into a run directory.
+#[derive(Clone, Debug)]
+pub struct CheckpointConfig {
+    /// The run directory; the checkpoint is `RUN/checkpoint/`.
+    pub run_dir: PathBuf,
+    /// Write one after every `every` epochs (0: only at the end and on a fault).
+    pub every: usize,
+    /// Stored with the checkpoint for the caller (the CLI keeps its arguments here).
+    pub cli: Option<serde_json::Value>,
+}
+
+/// An injected fault, for testing the fault path (`GKL_GPU_FAULT=lost@5` or `oom@5` in the CLI).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The context reports the device lost from this epoch on.
+    DeviceLost,
+    /// The epoch fails as if a buffer could not be allocated.
+    OutOfMemory,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub kind: FaultKind,
+    /// The epoch (1-based) at whose start the fault strikes.
+    pub epoch: usize,
+}
+
+impl Fault {
+    /// `lost@K` or `oom@K`.
+    pub fn parse(s: &str) -> Option<Fault> {
+        let (k, e) = s.trim().split_once('@')?;
+        let kind = match k {
+            "lost" => FaultKind::DeviceLost,
+            "oom" => FaultKind::OutOfMemory,
+            _ => return None,
+        };
+        Some(Fault {
+            kind,
+            epoch: e.parse().ok().filter(|&e| e > 0)?,
+        })
+    }
+}
+
+/// Everything beyond the data and the settings.
+#[derive(Default)]
+pub struct TrainOptions {
+    /// Fresh simulations every epoch (see [`train_npe_with`]).
+    pub online: Option<Simulator>,
+    pub checkpoint: Option<CheckpointConfig>,
+    /// Continue from this checkpoint (its settings must match, `max_epochs` aside).
+    pub resume: Option<Checkpoint>,
+    /// Largest GPU block of training rows (θ and x together), in bytes; default
+    /// min(64 MiB, the adapter's largest binding).
+    pub block_bytes: Option<u64>,
+    pub fault: Option<Fault>,
+}
+
+/// Default bound on a GPU-resident block of training rows.
+pub const DEFAULT_BLOCK_BYTES: u64 = 64 << 20;
 
 /// Trains on (θ, x) rows in the original space. `on_epoch` sees every epoch's metrics.
 #[allow(clippy::too_many_arguments)]
@@ -103,12 +199,22 @@ pub fn train_npe(
     task: Option<&str>,
     mut on_epoch: impl FnMut(&EpochMetrics),
 ) -> GpuResult<TrainOutcome> {
-    train_npe_with(ctx, prior, theta, x, dim_x, settings, task, None, &mut on_epoch)
+    train_npe_with(
+        ctx,
+        prior,
+        theta,
+        x,
+        dim_x,
+        settings,
+        task,
+        None,
+        &mut on_epoch,
+    )
 }
 
 /// As [`train_npe`]; with `online`, every epoch trains on fresh simulations from it, simulated on
 /// CPU threads during the previous epoch's GPU work (the given θ, x then supply the validation set
-/// and the z-scores' first estimate).
+/// and the z-scores' first estimate). Notices (a batch reduced to fit the adapter) go to stderr.
 #[allow(clippy::too_many_arguments)]
 pub fn train_npe_with(
     ctx: &GpuContext,
@@ -121,37 +227,480 @@ pub fn train_npe_with(
     online: Option<Simulator>,
     on_epoch: &mut dyn FnMut(&EpochMetrics),
 ) -> GpuResult<TrainOutcome> {
-    let d = prior.dim();
-    let n = theta.len() / d;
-    if n * d != theta.len() || n * dim_x != x.len() {
-        return Err(GpuError::InvalidArgument(format!("theta ({}) and x ({}) do not hold the same number of rows", theta.len(), x.len())));
-    }
-    let n_val = ((n as f64 * settings.validation_fraction).round() as usize).clamp(1, n.saturating_sub(1).max(1));
-    let n_tr = n - n_val;
-    if n_tr < 2 {
-        return Err(GpuError::InvalidArgument(format!("{n} simulations are too few to train on")));
-    }
-    let mut rng = StdRng::seed_from_u64(settings.seed);
-    let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut rng);
-    let pick = |idx: &[usize], data: &[f64], w: usize| -> Vec<f64> { idx.iter().flat_map(|&i| data[i * w..(i + 1) * w].iter().copied()).collect() };
-    let (val_idx, tr_idx) = order.split_at(n_val);
-    let (th_tr, x_tr) = (pick(tr_idx, theta, d), pick(tr_idx, x, dim_x));
-    let (th_val, x_val) = (pick(val_idx, theta, d), pick(val_idx, x, dim_x));
-    let pre = Preprocess::fit(prior, settings.unconstrained, &th_tr, &x_tr, dim_x);
+    let opts = TrainOptions {
+        online,
+        ..Default::default()
+    };
+    Ok(train(
+        ctx,
+        prior,
+        TrainSource::Memory { theta, x, dim_x },
+        settings,
+        task,
+        opts,
+        on_epoch,
+        &mut |m| eprintln!("gkl-gpu: {m}"),
+    )?)
+}
 
+/// The networks in one parameter arena: [embedding | flow | ratio].
+struct Nets {
+    emb: Option<Mlp>,
+    flow: Option<Flow>,
+    ratio: Option<Mlp>,
+}
+
+/// Plans and buffers a training graph's dispatches bind (kept alive with it).
+type TrainKeep = (
+    Option<MlpPlan>,
+    Option<FlowTrainPlan>,
+    Option<MlpPlan>,
+    Option<FlowSamplePlan>,
+    Vec<GpuTensor>,
+    Vec<wgpu::Buffer>,
+);
+/// Plans and buffers a validation graph's dispatches bind.
+type ValKeep = (
+    Option<MlpPlan>,
+    Option<FlowLogProbPlan>,
+    Option<MlpPlan>,
+    Option<FlowSamplePlan>,
+    Vec<wgpu::Buffer>,
+);
+
+/// The per-step training graph for one batch size, reading a resident block of rows.
+struct TrainGraph {
+    batch: usize,
+    theta_blk: GpuTensor,
+    x_blk: GpuTensor,
+    perm: GpuTensor,
+    gpt_buf: wgpu::Buffer,
+    gpx_buf: wgpu::Buffer,
+    d4: usize,
+    dx4: usize,
+    full_step: Vec<Dispatch>,
+    base_step: Vec<Dispatch>,
+    _keep: TrainKeep,
+}
+
+struct Accs {
+    acc: GpuTensor,
+    tr: GpuTensor,
+    val: GpuTensor,
+    rtr: GpuTensor,
+    rval: GpuTensor,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_graph(
+    ctx: &GpuContext,
+    nets: &Nets,
+    adam: &Adam,
+    method: Method,
+    kc: usize,
+    batch: usize,
+    block_rows: usize,
+    d: usize,
+    dim_x: usize,
+    seed: u64,
+    accs: &Accs,
+) -> GpuResult<TrainGraph> {
+    let (d4, dx4) = (pad4(d), pad4(dim_x));
+    let theta_blk = ctx.tensor_zeros("npe-theta-block", block_rows * d4)?;
+    let x_blk = ctx.tensor_zeros("npe-x-block", block_rows * dx4)?;
+    let emb_plan = nets
+        .emb
+        .as_ref()
+        .map(|m| MlpPlan::new(ctx, m, batch))
+        .transpose()?;
+    let mut keep_t = vec![];
+    let xb = match &emb_plan {
+        Some(p) => p.x.clone(),
+        None => ctx.tensor_zeros("npe-x-batch", batch * dx4)?,
+    };
+    let (context, dcontext) = match &emb_plan {
+        Some(p) => (p.y.clone(), p.dy.clone()),
+        None => (
+            xb.clone(),
+            ctx.tensor_zeros("npe-dcontext-unused", batch * dx4)?,
+        ),
+    };
+    keep_t.extend([xb.clone(), dcontext.clone()]);
+    let fplan = nets
+        .flow
+        .as_ref()
+        .map(|f| FlowTrainPlan::new(ctx, f, batch, &context, &dcontext))
+        .transpose()?;
+    let theta_b = match &fplan {
+        Some(p) => p.theta.clone(),
+        None => ctx.tensor_zeros("ratio-theta-batch", batch * d4)?,
+    };
+    keep_t.push(theta_b.clone());
+    let perm = ctx.tensor_zeros("npe-perm", block_rows)?;
+    let gp = |w4: usize| GatherParams {
+        rows: batch as u32,
+        d4: (w4 / 4) as u32,
+        n_train: block_rows as u32,
+        steps: block_rows.div_ceil(batch) as u32,
+        models: 1,
+        _pad: [0; 3],
+    };
+    let (gpt, gpx) = (gp(d4), gp(dx4));
+    let gpt_buf = ctx.uniform("gather-theta", &gpt);
+    let gpx_buf = ctx.uniform("gather-x", &gpx);
+    let rp_tr = ctx.uniform("reduce-train", &ReduceParams::row_major(batch, 1, 1));
+    let mut base_d: Vec<Dispatch> = vec![
+        gather::gather_rows(
+            ctx,
+            &gpt_buf,
+            &gpt,
+            &theta_blk,
+            &perm,
+            &adam.state,
+            &theta_b,
+        )?,
+        gather::gather_rows(ctx, &gpx_buf, &gpx, &x_blk, &perm, &adam.state, &xb)?,
+    ];
+    if let Some(p) = &emb_plan {
+        base_d.extend(p.forward.iter().cloned());
+    }
+    if let Some(fp) = &fplan {
+        base_d.extend(fp.forward.iter().cloned());
+        base_d.push(reduce::reduce_cols(
+            ctx,
+            &rp_tr,
+            1,
+            ReduceOp::Sum,
+            true,
+            &fp.log_prob,
+            &accs.tr,
+        )?);
+        base_d.extend(fp.backward.iter().cloned());
+    }
+    if let Some(p) = &emb_plan {
+        base_d.extend(p.backward.iter().cloned());
+    }
+    // The ratio term: contrastive θ' (other θ of the batch, or draws from the base flow for the
+    // same x, detached), the ratio net on [θ, x] for joint and contrastive rows, the GKL loss.
+    let gkl_tr = GklParams::new(batch, kc, d, dim_x);
+    let gkl_tr_buf = ctx.uniform("gkl-train", &gkl_tr);
+    let rplan = nets
+        .ratio
+        .as_ref()
+        .map(|r| MlpPlan::new(ctx, r, gkl_tr.rows()))
+        .transpose()?;
+    let mut draw_plan = match (&nets.flow, method) {
+        (Some(f), Method::Hybrid) => Some(FlowSamplePlan::with_options(
+            ctx,
+            f,
+            batch * kc,
+            &context,
+            FlowSampleOptions {
+                ctx_div: kc,
+                step_counter: Some(&adam.state),
+                ..Default::default()
+            },
+        )?),
+        _ => None,
+    };
+    let mut ratio_d: Vec<Dispatch> = vec![];
+    if let Some(rp) = &rplan {
+        if let Some(dp) = &mut draw_plan {
+            ratio_d.extend(dp.dispatches(ctx, seed, 0).into_iter().cloned());
+        }
+        let contrast = draw_plan
+            .as_ref()
+            .map_or(Contrast::Batch, |dp| Contrast::Draws(&dp.samples));
+        ratio_d.push(gkl::pairs(
+            ctx,
+            &gkl_tr_buf,
+            &gkl_tr,
+            &theta_b,
+            &xb,
+            contrast,
+            &rp.x,
+        )?);
+        ratio_d.extend(rp.forward.iter().cloned());
+        ratio_d.push(gkl::loss(ctx, &gkl_tr_buf, &rp.y, &rp.dy, &accs.rtr, true)?);
+        ratio_d.extend(rp.backward.iter().cloned());
+    }
+    let adam_d: Vec<Dispatch> = adam.dispatches().into_iter().cloned().collect();
+    let full_step: Vec<Dispatch> = base_d
+        .iter()
+        .chain(&ratio_d)
+        .chain(&adam_d)
+        .cloned()
+        .collect();
+    let base_step: Vec<Dispatch> = base_d.iter().chain(&adam_d).cloned().collect();
+    Ok(TrainGraph {
+        batch,
+        theta_blk,
+        x_blk,
+        perm,
+        gpt_buf,
+        gpx_buf,
+        d4,
+        dx4,
+        full_step,
+        base_step,
+        _keep: (
+            emb_plan,
+            fplan,
+            rplan,
+            draw_plan,
+            keep_t,
+            vec![rp_tr, gkl_tr_buf],
+        ),
+    })
+}
+
+/// The validation graph for one chunk of `rows` validation rows (log q only: no tape, no backward).
+struct ValGraph {
+    rows: usize,
+    xv: GpuTensor,
+    th: GpuTensor,
+    full: Vec<Dispatch>,
+    base: Vec<Dispatch>,
+    _keep: ValKeep,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn val_graph(
+    ctx: &GpuContext,
+    nets: &Nets,
+    method: Method,
+    kc: usize,
+    rows: usize,
+    d: usize,
+    dim_x: usize,
+    seed: u64,
+    accs: &Accs,
+) -> GpuResult<ValGraph> {
+    let (d4, dx4) = (pad4(d), pad4(dim_x));
+    let vemb = nets
+        .emb
+        .as_ref()
+        .map(|m| MlpPlan::new(ctx, m, rows))
+        .transpose()?;
+    let xv = match &vemb {
+        Some(p) => p.x.clone(),
+        None => ctx.tensor_zeros("npe-x-val", rows * dx4)?,
+    };
+    let vctx = match &vemb {
+        Some(p) => p.y.clone(),
+        None => xv.clone(),
+    };
+    let mut base: Vec<Dispatch> = vec![];
+    if let Some(p) = &vemb {
+        base.extend(p.forward.iter().cloned());
+    }
+    let vplan = nets
+        .flow
+        .as_ref()
+        .map(|f| FlowLogProbPlan::new(ctx, f, rows, &vctx))
+        .transpose()?;
+    let th = match &vplan {
+        Some(vp) => vp.theta.clone(),
+        None => ctx.tensor_zeros("ratio-theta-val", rows * d4)?,
+    };
+    let mut unis = vec![];
+    if let Some(vp) = &vplan {
+        let rp_val = ctx.uniform("reduce-val", &ReduceParams::row_major(rows, 1, 1));
+        base.push(vp.dispatch.clone());
+        // Accumulates: the sums start at zero every epoch and chunks add up.
+        base.push(reduce::reduce_cols(
+            ctx,
+            &rp_val,
+            1,
+            ReduceOp::Sum,
+            true,
+            &vp.log_prob,
+            &accs.val,
+        )?);
+        unis.push(rp_val);
+    }
+    let gkl_val = GklParams::new(rows, kc, d, dim_x);
+    let gkl_val_buf = ctx.uniform("gkl-val", &gkl_val);
+    let rvplan = nets
+        .ratio
+        .as_ref()
+        .map(|r| MlpPlan::new(ctx, r, gkl_val.rows()))
+        .transpose()?;
+    // Fixed validation draws (same stream every epoch) keep the early-stopping signal steady.
+    let mut vdraw = match (&nets.flow, method) {
+        (Some(f), Method::Hybrid) => Some(FlowSamplePlan::with_options(
+            ctx,
+            f,
+            rows * kc,
+            &vctx,
+            FlowSampleOptions {
+                ctx_div: kc,
+                ..Default::default()
+            },
+        )?),
+        _ => None,
+    };
+    let mut ratio: Vec<Dispatch> = vec![];
+    if let Some(rp) = &rvplan {
+        if let Some(dp) = &mut vdraw {
+            ratio.extend(
+                dp.dispatches(ctx, seed ^ 0x5641_4c49_4441_5445, 0)
+                    .into_iter()
+                    .cloned(),
+            );
+        }
+        let contrast = vdraw
+            .as_ref()
+            .map_or(Contrast::Batch, |dp| Contrast::Draws(&dp.samples));
+        ratio.push(gkl::pairs(
+            ctx,
+            &gkl_val_buf,
+            &gkl_val,
+            &th,
+            &xv,
+            contrast,
+            &rp.x,
+        )?);
+        ratio.extend(rp.forward.iter().cloned());
+        ratio.push(gkl::loss(
+            ctx,
+            &gkl_val_buf,
+            &rp.y,
+            &rp.dy,
+            &accs.rval,
+            false,
+        )?);
+    }
+    unis.push(gkl_val_buf);
+    let full = base.iter().chain(&ratio).cloned().collect();
+    Ok(ValGraph {
+        rows,
+        xv,
+        th,
+        full,
+        base,
+        _keep: (vemb, vplan, rvplan, vdraw, unis),
+    })
+}
+
+/// The host copy of the state after an epoch (what a checkpoint holds).
+struct Snapshot {
+    epoch: usize,
+    params: Vec<f32>,
+    best: Vec<f32>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    state: [u32; 4],
+    best_val: f64,
+    best_epoch: usize,
+    since_best: usize,
+    seconds: f64,
+    stopped_early: bool,
+}
+
+/// A generator for epoch `epoch`'s row order: a function of (seed, epoch) only, so a resumed run
+/// shuffles exactly as an uninterrupted one.
+fn epoch_rng(seed: u64, epoch: usize) -> StdRng {
+    let mut z = seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5348_5546_464c_4521;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    StdRng::seed_from_u64(z ^ (z >> 31))
+}
+
+/// Settings that must agree between a checkpoint and the run resuming it (`max_epochs` may grow).
+fn settings_key(s: &NpeSettings) -> serde_json::Value {
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("max_epochs");
+    }
+    v
+}
+
+/// Where an epoch's training blocks come from.
+enum Feed {
+    /// Packed training rows in memory (sliced per block; uploaded once if there is one block).
+    Memory { theta: Vec<f32>, x: Vec<f32> },
+    /// Shards streamed from disk each epoch.
+    Shards,
+}
+
+/// Trains on `source` (see [`crate::training::source`]); see [`TrainOptions`] for online data,
+/// checkpoints, resuming, the block bound and fault injection. `on_notice` hears adjustments
+/// (a smaller batch, fewer validation rows) once, before the first epoch.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    ctx: &GpuContext,
+    prior: &Prior,
+    source: TrainSource<'_>,
+    settings: &NpeSettings,
+    task: Option<&str>,
+    opts: TrainOptions,
+    on_epoch: &mut dyn FnMut(&EpochMetrics),
+    on_notice: &mut dyn FnMut(&str),
+) -> TrainResult<TrainOutcome> {
+    let d = prior.dim();
+    let dim_x = source.dim_x();
     let method = settings.method;
     let kc = settings.contrastive;
     if method.has_ratio() && kc == 0 {
-        return Err(GpuError::InvalidArgument("--contrastive must be at least 1".into()));
+        return Err(TrainError::Invalid(
+            "--contrastive must be at least 1".into(),
+        ));
     }
+    let sc = scan(
+        &source,
+        prior,
+        settings.unconstrained,
+        settings.validation_fraction,
+        settings.seed,
+    )?;
+    let (n_tr, n_val) = (sc.n_train, sc.n_val);
+    let pre = sc.pre.clone();
+    let data_fp = sc.fingerprint.hex();
+    let pre_fp = preprocess_fingerprint(&pre).hex();
+    if let Some(ck) = &opts.resume {
+        let s = &ck.state;
+        let path = opts
+            .checkpoint
+            .as_ref()
+            .map(|c| Checkpoint::dir_of(&c.run_dir))
+            .unwrap_or_default();
+        let refuse = |problem: String| TrainError::Checkpoint {
+            path: path.clone(),
+            problem,
+        };
+        if settings_key(&s.settings) != settings_key(settings) {
+            return Err(refuse("its training settings differ from this run's (only the maximum number of epochs may change on resuming)".into()));
+        }
+        if s.data_fingerprint != data_fp || s.n_train != n_tr || s.n_val != n_val {
+            return Err(refuse(format!(
+                "the data differ from the data it was trained on (fingerprint {} with {} training and {} validation rows then, {data_fp} with {n_tr} and {n_val} now)",
+                s.data_fingerprint, s.n_train, s.n_val
+            )));
+        }
+        if s.preprocess_fingerprint != pre_fp {
+            return Err(refuse(
+                "the z-score statistics re-derived from the data differ from the stored ones"
+                    .into(),
+            ));
+        }
+    }
+
     // Architecture with the data's dimensions.
-    let emb = settings.embedding.clone().filter(|_| method.has_flow()).map(|mut e| {
-        e.in_dim = dim_x;
-        e
-    });
+    let emb = settings
+        .embedding
+        .clone()
+        .filter(|_| method.has_flow())
+        .map(|mut e| {
+            e.in_dim = dim_x;
+            e
+        });
     let context_dim = emb.as_ref().map_or(dim_x, |e| e.out_dim);
-    let flow_cfg = method.has_flow().then(|| FlowConfig { dim: d, context_dim, ..settings.flow.clone() });
+    let flow_cfg = method.has_flow().then(|| FlowConfig {
+        dim: d,
+        context_dim,
+        ..settings.flow.clone()
+    });
     let ratio_cfg = method.has_ratio().then(|| {
         let mut r = settings.ratio.clone().unwrap_or_else(default_ratio_net);
         r.in_dim = d + dim_x;
@@ -160,11 +709,16 @@ pub fn train_npe_with(
     });
 
     // One arena: [embedding | flow | ratio], so one Adam launch and one global clip cover all.
+    let mut rng = StdRng::seed_from_u64(settings.seed ^ 0x494e_4954_5741_4954);
     let mut layout = ArenaLayout::new(ctx);
-    let emb_off = emb.as_ref().map(|e| layout.reserve(Mlp::model_len(e, layout.align)));
+    let emb_off = emb
+        .as_ref()
+        .map(|e| layout.reserve(Mlp::model_len(e, layout.align)));
     let flow_len = flow_cfg.as_ref().map_or(0, |f| f.arena_len(layout.align));
     let flow_off = flow_cfg.as_ref().map(|_| layout.reserve(flow_len));
-    let ratio_len = ratio_cfg.as_ref().map_or(0, |r| Mlp::model_len(r, layout.align));
+    let ratio_len = ratio_cfg
+        .as_ref()
+        .map_or(0, |r| Mlp::model_len(r, layout.align));
     let ratio_off = ratio_cfg.as_ref().map(|_| layout.reserve(ratio_len));
     let mut init = vec![0f32; layout.len];
     if let (Some(e), Some(off)) = (&emb, emb_off) {
@@ -179,199 +733,282 @@ pub fn train_npe_with(
         let w = Mlp::init_arena(r, &[MlpWeights::init(r, &mut rng)], layout.align);
         init[off..off + w.len()].copy_from_slice(&w);
     }
-    let arena = ParamArena::new(ctx, &init)?;
-    let emb_net = match (&emb, emb_off) {
-        (Some(e), Some(off)) => {
-            let (p, g) = arena.block(off, Mlp::model_len(e, layout.align));
-            Some(Mlp::from_views(e.clone(), 1, p, g, layout.align))
+    if let Some(ck) = &opts.resume {
+        if ck.state.arena_len != init.len() {
+            return Err(TrainError::Checkpoint {
+                path: opts
+                    .checkpoint
+                    .as_ref()
+                    .map(|c| Checkpoint::dir_of(&c.run_dir))
+                    .unwrap_or_default(),
+                problem: format!(
+                    "it holds {} parameters; this architecture has {}",
+                    ck.state.arena_len,
+                    init.len()
+                ),
+            });
         }
-        _ => None,
-    };
-    let flow = match (&flow_cfg, flow_off) {
-        (Some(f), Some(off)) => {
-            let (fp, fg) = arena.block(off, flow_len);
-            Some(Flow::new(ctx, f.clone(), fp, fg)?)
-        }
-        _ => None,
-    };
-    let ratio_net = match (&ratio_cfg, ratio_off) {
-        (Some(r), Some(off)) => {
-            let (p, g) = arena.block(off, ratio_len);
-            Some(Mlp::from_views(r.clone(), 1, p, g, layout.align))
-        }
-        _ => None,
-    };
-
-    // Data resident on the GPU, in network space.
-    let (d4, dx4) = (pad4(d), pad4(dim_x));
-    let th_tr_t = ctx.tensor_from("npe-theta-train", &pack(&pre.theta_forward(&th_tr), n_tr, d))?;
-    let x_tr_t = ctx.tensor_from("npe-x-train", &pack(&pre.x_forward(&x_tr), n_tr, dim_x))?;
-    let batch = settings.batch_size.clamp(1, n_tr);
-    let steps = n_tr.div_ceil(batch);
-    if method == Method::Ratio && kc >= batch.min(n_val) {
-        return Err(GpuError::InvalidArgument(format!(
-            "{kc} contrastive θ' per x are drawn from the other rows of a batch: the batch ({batch}) and the validation set ({n_val}) need more than {kc} rows"
-        )));
     }
-
+    let arena = ParamArena::new(ctx, &init)?;
+    let nets = Nets {
+        emb: match (&emb, emb_off) {
+            (Some(e), Some(off)) => {
+                let (p, g) = arena.block(off, Mlp::model_len(e, layout.align));
+                Some(Mlp::from_views(e.clone(), 1, p, g, layout.align))
+            }
+            _ => None,
+        },
+        flow: match (&flow_cfg, flow_off) {
+            (Some(f), Some(off)) => {
+                let (fp, fg) = arena.block(off, flow_len);
+                Some(Flow::new(ctx, f.clone(), fp, fg)?)
+            }
+            _ => None,
+        },
+        ratio: match (&ratio_cfg, ratio_off) {
+            (Some(r), Some(off)) => {
+                let (p, g) = arena.block(off, ratio_len);
+                Some(Mlp::from_views(r.clone(), 1, p, g, layout.align))
+            }
+            _ => None,
+        },
+    };
     let adam = Adam::new(
         ctx,
-        AdamConfig { lr: settings.lr, max_norm: settings.clip_norm, ..Default::default() },
+        AdamConfig {
+            lr: settings.lr,
+            max_norm: settings.clip_norm,
+            ..Default::default()
+        },
         &arena.params,
         &arena.grads,
     )?;
-    // Training graph for one step.
-    let emb_plan = emb_net.as_ref().map(|m| MlpPlan::new(ctx, m, batch)).transpose()?;
-    let xb = match &emb_plan {
-        Some(p) => p.x.clone(),
-        None => ctx.tensor_zeros("npe-x-batch", batch * dx4)?,
-    };
-    let (context, dcontext) = match &emb_plan {
-        Some(p) => (p.y.clone(), p.dy.clone()),
-        None => (xb.clone(), ctx.tensor_zeros("npe-dcontext-unused", batch * dx4)?),
-    };
-    let fplan = flow.as_ref().map(|f| FlowTrainPlan::new(ctx, f, batch, &context, &dcontext)).transpose()?;
-    let theta_b = match &fplan {
-        Some(p) => p.theta.clone(),
-        None => ctx.tensor_zeros("ratio-theta-batch", batch * d4)?,
-    };
-    let perm = ctx.tensor_zeros("npe-perm", n_tr)?;
-    let gp = |w4: usize| GatherParams { rows: batch as u32, d4: (w4 / 4) as u32, n_train: n_tr as u32, steps: steps as u32, models: 1, _pad: [0; 3] };
-    let (gpt, gpx) = (gp(d4), gp(dx4));
-    let gpt_buf = ctx.uniform("gather-theta", &gpt);
-    let gpx_buf = ctx.uniform("gather-x", &gpx);
+
+    // Blocks of training rows within the bound.
+    let (d4, dx4) = (pad4(d), pad4(dim_x));
+    let limit = ctx
+        .limits
+        .max_storage_buffer_binding_size
+        .min(ctx.limits.max_buffer_size);
+    let bound = opts
+        .block_bytes
+        .unwrap_or(DEFAULT_BLOCK_BYTES)
+        .min(limit)
+        .max(1);
+    let block_rows = ((bound / (4 * (d4 + dx4)) as u64) as usize).max(1);
+    let bounds = block_bounds(n_tr, block_rows);
+    let blocks = bounds.len() - 1;
+    let min_block = bounds.windows(2).map(|w| w[1] - w[0]).min().unwrap_or(n_tr);
+    let max_block = bounds.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(n_tr);
+
     // [0]: train Σ log q, [64]: validation Σ log q; [128..131], [192..195]: the ratio term's sums
     // (Σ −f, Σ Ẑ, Σ Ẑ²) for training and validation.
     let acc = ctx.tensor_zeros("npe-loss-acc", 256)?;
-    let (acc_tr, acc_val) = (acc.view("acc-train", 0, 1), acc.view("acc-val", 64, 1));
-    let (acc_rtr, acc_rval) = (acc.view("acc-ratio-train", 128, 4), acc.view("acc-ratio-val", 192, 4));
-    let rp_tr = ctx.uniform("reduce-train", &ReduceParams::row_major(batch, 1, 1));
-    let mut base_d: Vec<Dispatch> = vec![
-        gather::gather_rows(ctx, &gpt_buf, &gpt, &th_tr_t, &perm, &adam.state, &theta_b)?,
-        gather::gather_rows(ctx, &gpx_buf, &gpx, &x_tr_t, &perm, &adam.state, &xb)?,
-    ];
-    if let Some(p) = &emb_plan {
-        base_d.extend(p.forward.iter().cloned());
+    let accs = Accs {
+        tr: acc.view("acc-train", 0, 1),
+        val: acc.view("acc-val", 64, 1),
+        rtr: acc.view("acc-ratio-train", 128, 4),
+        rval: acc.view("acc-ratio-val", 192, 4),
+        acc,
+    };
+    // The largest batch whose buffers fit the adapter: halve until they do.
+    let wanted = settings.batch_size.max(1);
+    let mut batch = wanted.min(min_block);
+    if batch < wanted && blocks > 1 {
+        on_notice(&format!("batch size {wanted} is larger than the smallest training block ({min_block} rows); using {batch}"));
     }
-    if let Some(fp) = &fplan {
-        base_d.extend(fp.forward.iter().cloned());
-        base_d.push(reduce::reduce_cols(ctx, &rp_tr, 1, ReduceOp::Sum, true, &fp.log_prob, &acc_tr)?);
-        base_d.extend(fp.backward.iter().cloned());
-    }
-    if let Some(p) = &emb_plan {
-        base_d.extend(p.backward.iter().cloned());
-    }
-    // The ratio term: contrastive θ' (other θ of the batch, or draws from the base flow for the
-    // same x, detached), the ratio net on [θ, x] for joint and contrastive rows, the GKL loss.
-    let gkl_tr = GklParams::new(batch, kc, d, dim_x);
-    let gkl_tr_buf = ctx.uniform("gkl-train", &gkl_tr);
-    let rplan = ratio_net.as_ref().map(|r| MlpPlan::new(ctx, r, gkl_tr.rows())).transpose()?;
-    let mut draw_plan = match (&flow, method) {
-        (Some(f), Method::Hybrid) => Some(FlowSamplePlan::with_options(
+    let tried = batch;
+    let mut first_failure = None;
+    let g = loop {
+        match train_graph(
             ctx,
-            f,
-            batch * kc,
-            &context,
-            FlowSampleOptions { ctx_div: kc, step_counter: Some(&adam.state), ..Default::default() },
-        )?),
-        _ => None,
-    };
-    let mut ratio_d: Vec<Dispatch> = vec![];
-    if let Some(rp) = &rplan {
-        if let Some(dp) = &mut draw_plan {
-            ratio_d.extend(dp.dispatches(ctx, settings.seed, 0).into_iter().cloned());
-        }
-        let contrast = draw_plan.as_ref().map_or(Contrast::Batch, |dp| Contrast::Draws(&dp.samples));
-        ratio_d.push(gkl::pairs(ctx, &gkl_tr_buf, &gkl_tr, &theta_b, &xb, contrast, &rp.x)?);
-        ratio_d.extend(rp.forward.iter().cloned());
-        ratio_d.push(gkl::loss(ctx, &gkl_tr_buf, &rp.y, &rp.dy, &acc_rtr, true)?);
-        ratio_d.extend(rp.backward.iter().cloned());
-    }
-    let adam_d: Vec<Dispatch> = adam.dispatches().into_iter().cloned().collect();
-
-    // Validation graph: the whole validation set in one forward pass.
-    let vemb = emb_net.as_ref().map(|m| MlpPlan::new(ctx, m, n_val)).transpose()?;
-    let xv = match &vemb {
-        Some(p) => p.x.clone(),
-        None => ctx.tensor_zeros("npe-x-val", n_val * dx4)?,
-    };
-    ctx.write(&xv, 0, &pack(&pre.x_forward(&x_val), n_val, dim_x))?;
-    let th_val_packed = pack(&pre.theta_forward(&th_val), n_val, d);
-    // Validation needs log q only: no tape, no backward.
-    let vctx = match &vemb {
-        Some(p) => p.y.clone(),
-        None => xv.clone(),
-    };
-    let mut val_base: Vec<Dispatch> = vec![];
-    if let Some(p) = &vemb {
-        val_base.extend(p.forward.iter().cloned());
-    }
-    let vplan = flow.as_ref().map(|f| FlowLogProbPlan::new(ctx, f, n_val, &vctx)).transpose()?;
-    let th_val_t = match &vplan {
-        Some(vp) => vp.theta.clone(),
-        None => ctx.tensor_zeros("ratio-theta-val", n_val * d4)?,
-    };
-    ctx.write(&th_val_t, 0, &th_val_packed)?;
-    if let Some(vp) = &vplan {
-        let rp_val = ctx.uniform("reduce-val", &ReduceParams::row_major(n_val, 1, 1));
-        val_base.push(vp.dispatch.clone());
-        val_base.push(reduce::reduce_cols(ctx, &rp_val, 1, ReduceOp::Sum, false, &vp.log_prob, &acc_val)?);
-    }
-    let gkl_val = GklParams::new(n_val, kc, d, dim_x);
-    let gkl_val_buf = ctx.uniform("gkl-val", &gkl_val);
-    let rvplan = ratio_net.as_ref().map(|r| MlpPlan::new(ctx, r, gkl_val.rows())).transpose()?;
-    // Fixed validation draws (same stream every epoch) keep the early-stopping signal steady.
-    let mut vdraw_plan = match (&flow, method) {
-        (Some(f), Method::Hybrid) => {
-            Some(FlowSamplePlan::with_options(ctx, f, n_val * kc, &vctx, FlowSampleOptions { ctx_div: kc, ..Default::default() })?)
-        }
-        _ => None,
-    };
-    let mut val_ratio: Vec<Dispatch> = vec![];
-    if let Some(rp) = &rvplan {
-        if let Some(dp) = &mut vdraw_plan {
-            val_ratio.extend(dp.dispatches(ctx, settings.seed ^ 0x5641_4c49_4441_5445, 0).into_iter().cloned());
-        }
-        let contrast = vdraw_plan.as_ref().map_or(Contrast::Batch, |dp| Contrast::Draws(&dp.samples));
-        val_ratio.push(gkl::pairs(ctx, &gkl_val_buf, &gkl_val, &th_val_t, &xv, contrast, &rp.x)?);
-        val_ratio.extend(rp.forward.iter().cloned());
-        val_ratio.push(gkl::loss(ctx, &gkl_val_buf, &rp.y, &rp.dy, &acc_rval, false)?);
-    }
-    // A full epoch, and (hybrid with --base-epochs) a base-only epoch.
-    let full_step: Vec<&Dispatch> = base_d.iter().chain(&ratio_d).chain(&adam_d).collect();
-    let epoch_d: Vec<&Dispatch> = (0..steps).flat_map(|_| full_step.iter().copied()).chain(val_base.iter()).chain(val_ratio.iter()).collect();
-    let base_step: Vec<&Dispatch> = base_d.iter().chain(&adam_d).collect();
-    let base_epoch_d: Vec<&Dispatch> = (0..steps).flat_map(|_| base_step.iter().copied()).chain(val_base.iter()).collect();
-
-    // Online: a producer thread simulates the next epoch's block while the GPU trains on this one.
-    // Queue writes are ordered after earlier submissions, so one resident buffer is enough.
-    // The producer stops when the receiver is dropped (its next send fails).
-    let fresh = online.map(|sim| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<f32>, Vec<f32>)>(1);
-        let pre = pre.clone();
-        let seed = settings.seed;
-        std::thread::spawn(move || {
-            for block in 1u64.. {
-                let (th, xs) = sim(n_tr, seed.wrapping_add(block.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
-                let packed = (pack(&pre.theta_forward(&th), n_tr, d), pack(&pre.x_forward(&xs), n_tr, dim_x));
-                if tx.send(packed).is_err() {
-                    break;
-                }
+            &nets,
+            &adam,
+            method,
+            kc,
+            batch,
+            max_block,
+            d,
+            dim_x,
+            settings.seed,
+            &accs,
+        ) {
+            Ok(g) => break g,
+            Err(GpuError::BufferTooLarge { label, bytes, max }) if batch > 1 => {
+                first_failure.get_or_insert(format!(
+                    "buffer '{label}' of {bytes} bytes, more than the adapter's largest binding ({max} bytes)"
+                ));
+                batch /= 2;
             }
-        });
-        rx
-    });
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if let Some(why) = first_failure {
+        on_notice(&format!(
+            "batch size {tried} needs {why}; training with batch size {batch}, the largest power-of-two fraction that fits"
+        ));
+    }
+    // Validation in chunks of equal size that fit; at most chunks − 1 rows are left out.
+    let mut chunks = 1;
+    let vg = loop {
+        let rows = n_val / chunks;
+        if rows == 0 {
+            return Err(TrainError::Invalid(
+                "the validation set does not fit the adapter in any chunk size".into(),
+            ));
+        }
+        match val_graph(ctx, &nets, method, kc, rows, d, dim_x, settings.seed, &accs) {
+            Ok(v) => break v,
+            Err(GpuError::BufferTooLarge { .. }) => chunks *= 2,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let n_val_used = vg.rows * chunks;
+    if chunks > 1 {
+        on_notice(&format!(
+            "validating in {chunks} chunks of {} rows (the adapter's binding limit){}",
+            vg.rows,
+            if n_val_used < n_val {
+                format!(
+                    "; {} of {n_val} validation rows left out",
+                    n_val - n_val_used
+                )
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if method == Method::Ratio && kc >= batch.min(vg.rows) {
+        return Err(TrainError::Invalid(format!(
+            "{kc} contrastive θ' per x are drawn from the other rows of a batch: the batch ({batch}) and the validation set ({}) need more than {kc} rows",
+            vg.rows
+        )));
+    }
+    if chunks == 1 {
+        ctx.write(&vg.xv, 0, &sc.val_x[..vg.rows * dx4])?;
+        ctx.write(&vg.th, 0, &sc.val_theta[..vg.rows * d4])?;
+    }
+    let feed = match sc.train {
+        Some((t, x)) => Feed::Memory { theta: t, x },
+        None => Feed::Shards,
+    };
+    if let (Feed::Memory { theta, x }, 1) = (&feed, blocks) {
+        ctx.write(&g.theta_blk, 0, theta)?;
+        ctx.write(&g.x_blk, 0, x)?;
+    }
     let best = ctx.tensor_zeros("npe-best-params", arena.len())?;
-    let start = Instant::now();
-    let mut history = vec![];
+
+    // State: fresh, or the checkpoint's.
+    let mut history: Vec<EpochMetrics> = vec![];
     let mut best_val = f64::INFINITY;
     let mut best_epoch = 0;
     let mut since_best = 0;
-    let mut idx: Vec<u32> = (0..n_tr as u32).collect();
-    let zeros = vec![0f32; 256];
     let mut stopped_early = false;
-    let base_epochs = if method == Method::Hybrid { settings.base_epochs } else { 0 };
-    for epoch in 1..=settings.max_epochs {
+    let mut seconds0 = 0.0;
+    let mut first_epoch = 1;
+    let resumed_after = opts.resume.as_ref().map(|c| c.state.epoch);
+    if let Some(ck) = &opts.resume {
+        ctx.write(&arena.params, 0, &ck.params)?;
+        ctx.write(&best, 0, &ck.best)?;
+        ctx.write(&adam.m, 0, &ck.adam_m)?;
+        ctx.write(&adam.v, 0, &ck.adam_v)?;
+        ctx.write(&adam.state, 0, &ck.adam_state)?;
+        history = ck.state.history.clone();
+        best_val = f64::from_bits(ck.state.best_val_bits);
+        best_epoch = ck.state.best_epoch;
+        since_best = ck.state.since_best;
+        stopped_early = ck.state.stopped_early;
+        seconds0 = ck.state.seconds;
+        first_epoch = ck.state.epoch + 1;
+        if batch != ck.state.batch_size {
+            on_notice(&format!("the checkpoint trained with batch size {}, this adapter allows {batch}: the run continues, but not bit for bit", ck.state.batch_size));
+        }
+    }
+    let base_epochs = if method == Method::Hybrid {
+        settings.base_epochs
+    } else {
+        0
+    };
+
+    // Online: a producer thread simulates the next epoch's rows while the GPU trains on this
+    // one. Epoch e ≥ 2 trains on block e − 1 (seeded from it), so a resumed run draws the same.
+    let fresh = opts
+        .online
+        .clone()
+        .filter(|_| !stopped_early && first_epoch <= settings.max_epochs)
+        .map(|sim| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<f32>, Vec<f32>)>(1);
+            let pre = pre.clone();
+            let seed = settings.seed;
+            let first_block = (first_epoch as u64).saturating_sub(1).max(1);
+            std::thread::spawn(move || {
+                for block in first_block.. {
+                    let (th, xs) = sim(
+                        n_tr,
+                        seed.wrapping_add(block.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                    );
+                    if tx.send(pack_rows(&pre, &th, &xs, d, dim_x)).is_err() {
+                        break;
+                    }
+                }
+            });
+            rx
+        });
+
+    let ck_cfg = opts.checkpoint.clone();
+    let mut last_saved: Option<SavedState> = None;
+    let mut snap: Option<Snapshot> = None;
+    let save = |s: &Snapshot, history: &[EpochMetrics]| -> TrainResult<SavedState> {
+        let c = ck_cfg.as_ref().expect("checkpoints configured");
+        let ck = Checkpoint {
+            state: CheckpointState {
+                format_version: CHECKPOINT_VERSION,
+                gkl_gpu_version: env!("CARGO_PKG_VERSION").to_string(),
+                epoch: s.epoch,
+                stopped_early: s.stopped_early,
+                best_val_bits: s.best_val.to_bits(),
+                best_epoch: s.best_epoch,
+                since_best: s.since_best,
+                seconds: s.seconds,
+                adam_step: s.state[0],
+                history: history[..s.epoch].to_vec(),
+                history_bits: history[..s.epoch]
+                    .iter()
+                    .map(|m| [m.train_loss.to_bits(), m.val_loss.to_bits()])
+                    .collect(),
+                settings: settings.clone(),
+                batch_size: batch,
+                n_train: n_tr,
+                n_val,
+                arena_len: s.params.len(),
+                data_fingerprint: data_fp.clone(),
+                preprocess_fingerprint: pre_fp.clone(),
+                cli: c.cli.clone(),
+            },
+            params: s.params.clone(),
+            best: s.best.clone(),
+            adam_m: s.m.clone(),
+            adam_v: s.v.clone(),
+            adam_state: s.state,
+        };
+        let dir = Checkpoint::dir_of(&c.run_dir);
+        ck.save(&dir)?;
+        Ok(SavedState {
+            epoch: s.epoch,
+            checkpoint: dir,
+        })
+    };
+    if let (Some(ck), Some(c)) = (&opts.resume, &ck_cfg) {
+        last_saved = Some(SavedState {
+            epoch: ck.state.epoch,
+            checkpoint: Checkpoint::dir_of(&c.run_dir),
+        });
+    }
+
+    let start = Instant::now();
+    let zeros = vec![0f32; 256];
+    let mut epoch = first_epoch;
+    while epoch <= settings.max_epochs && !stopped_early {
         let t0 = Instant::now();
         let base_only = epoch <= base_epochs;
         if epoch == base_epochs + 1 && base_epochs > 0 {
@@ -379,25 +1016,133 @@ pub fn train_npe_with(
             best_val = f64::INFINITY;
             since_best = 0;
         }
-        if let (Some(rx), true) = (&fresh, epoch > 1) {
-            let (th, xs) = rx
-                .recv()
-                .map_err(|_| GpuError::InvalidArgument("the online simulator stopped".into()))?;
-            ctx.write(&th_tr_t, 0, &th)?;
-            ctx.write(&x_tr_t, 0, &xs)?;
-        }
-        idx.shuffle(&mut rng);
-        ctx.write(&perm, 0, &idx)?;
-        ctx.write(&acc, 0, &zeros)?;
-        ctx.run(if base_only { &base_epoch_d } else { &epoch_d })?;
-        let sums: Vec<f32> = ctx.read_range(&acc, 0, 196)?;
-        let pairs = (steps * batch) as f64;
+        // One epoch; any error past this point is an interruption with a checkpoint to fall back on.
+        let run_epoch = || -> TrainResult<(f64, [f32; 196])> {
+            if let Some(f) = opts.fault.filter(|f| f.epoch == epoch) {
+                match f.kind {
+                    FaultKind::DeviceLost => {
+                        ctx.inject_device_loss(&format!("fault injected at epoch {epoch}"))
+                    }
+                    FaultKind::OutOfMemory => {
+                        return Err(GpuError::OutOfMemory {
+                            context: format!("fault injected at epoch {epoch}"),
+                        }
+                        .into())
+                    }
+                }
+            }
+            let online_rows = match (&fresh, epoch > 1) {
+                (Some(rx), true) => Some(
+                    rx.recv()
+                        .map_err(|_| TrainError::Invalid("the online simulator stopped".into()))?,
+                ),
+                _ => None,
+            };
+            let mut streamed = match (&feed, &source) {
+                (Feed::Shards, TrainSource::Shards(s)) if online_rows.is_none() => {
+                    Some(stream_blocks(
+                        (*s).clone(),
+                        sc.val_index.clone(),
+                        pre.clone(),
+                        bounds.clone(),
+                    ))
+                }
+                _ => None,
+            };
+            let mut order = epoch_rng(settings.seed, epoch);
+            ctx.write(&accs.acc, 0, &zeros)?;
+            let step = if base_only {
+                &g.base_step
+            } else {
+                &g.full_step
+            };
+            let val_d = if base_only { &vg.base } else { &vg.full };
+            let mut pairs = 0usize;
+            for k in 0..blocks {
+                let (lo, hi) = (bounds[k], bounds[k + 1]);
+                let rows = hi - lo;
+                if k > 0 {
+                    // Let the previous block finish first, so that at most one block's upload
+                    // is staged at a time (wgpu frees staging memory as submissions complete);
+                    // the reader thread keeps preparing the next block meanwhile.
+                    ctx.wait()?;
+                }
+                match (&online_rows, &feed, &mut streamed) {
+                    (Some((t, x)), _, _) => {
+                        ctx.write(&g.theta_blk, 0, &t[lo * d4..hi * d4])?;
+                        ctx.write(&g.x_blk, 0, &x[lo * dx4..hi * dx4])?;
+                    }
+                    (None, _, Some(rx)) => {
+                        let b = rx.recv().map_err(|_| {
+                            TrainError::Invalid("the shard reader stopped".into())
+                        })??;
+                        debug_assert_eq!(b.rows, rows);
+                        ctx.write(&g.theta_blk, 0, &b.theta)?;
+                        ctx.write(&g.x_blk, 0, &b.x)?;
+                    }
+                    (None, Feed::Memory { theta, x }, None) if blocks > 1 => {
+                        ctx.write(&g.theta_blk, 0, &theta[lo * d4..hi * d4])?;
+                        ctx.write(&g.x_blk, 0, &x[lo * dx4..hi * dx4])?;
+                    }
+                    _ => {}
+                }
+                let steps = rows.div_ceil(g.batch);
+                for (buf, w4) in [(&g.gpt_buf, g.d4), (&g.gpx_buf, g.dx4)] {
+                    let p = GatherParams {
+                        rows: g.batch as u32,
+                        d4: (w4 / 4) as u32,
+                        n_train: rows as u32,
+                        steps: steps as u32,
+                        models: 1,
+                        _pad: [0; 3],
+                    };
+                    ctx.write_uniform(buf, &p);
+                }
+                let mut idx: Vec<u32> = (0..rows as u32).collect();
+                idx.shuffle(&mut order);
+                ctx.write(&g.perm, 0, &idx)?;
+                let last = k + 1 == blocks && chunks == 1;
+                let list: Vec<&Dispatch> = (0..steps)
+                    .flat_map(|_| step.iter())
+                    .chain(val_d.iter().filter(|_| last))
+                    .collect();
+                ctx.run(&list)?;
+                pairs += steps * g.batch;
+            }
+            if chunks > 1 {
+                for c in 0..chunks {
+                    let (lo, hi) = (c * vg.rows, (c + 1) * vg.rows);
+                    ctx.write(&vg.xv, 0, &sc.val_x[lo * dx4..hi * dx4])?;
+                    ctx.write(&vg.th, 0, &sc.val_theta[lo * d4..hi * d4])?;
+                    ctx.run(&val_d.iter().collect::<Vec<_>>())?;
+                }
+            }
+            let sums: Vec<f32> = ctx.read_range(&accs.acc, 0, 196)?;
+            Ok((pairs as f64, sums.try_into().expect("196 sums")))
+        };
+        let (pairs, sums) = match run_epoch() {
+            Ok(r) => r,
+            Err(cause) => {
+                // Save the last good state (the end of the previous epoch) if not saved yet.
+                let mut saved = last_saved.clone();
+                if let Some(s) = &snap {
+                    if saved.as_ref().is_none_or(|l| l.epoch < s.epoch) {
+                        saved = Some(save(s, &history)?);
+                    }
+                }
+                return Err(TrainError::Interrupted {
+                    cause: Box::new(cause),
+                    epoch,
+                    saved,
+                });
+            }
+        };
         let mut train_loss = -(sums[0] as f64) / pairs;
-        let mut val_loss = -(sums[64] as f64) / n_val as f64;
+        let mut val_loss = -(sums[64] as f64) / n_val_used as f64;
         let (mut z_mean, mut z_var) = (None, None);
         if method.has_ratio() && !base_only {
             train_loss += (sums[128] as f64 + sums[129] as f64) / pairs;
-            val_loss += (sums[192] as f64 + sums[193] as f64) / n_val as f64;
+            val_loss += (sums[192] as f64 + sums[193] as f64) / n_val_used as f64;
             let m = sums[129] as f64 / pairs;
             z_mean = Some(m);
             z_var = Some((sums[130] as f64 / pairs - m * m).max(0.0));
@@ -407,7 +1152,12 @@ pub fn train_npe_with(
             best_val = val_loss;
             best_epoch = epoch;
             since_best = 0;
-            ctx.copy(&arena.params, &best)?;
+            ctx.copy(&arena.params, &best)
+                .map_err(|e| TrainError::Interrupted {
+                    cause: Box::new(e.into()),
+                    epoch,
+                    saved: last_saved.clone(),
+                })?;
         } else {
             since_best += 1;
         }
@@ -415,7 +1165,7 @@ pub fn train_npe_with(
             epoch,
             train_loss,
             val_loss,
-            seconds: start.elapsed().as_secs_f64(),
+            seconds: seconds0 + start.elapsed().as_secs_f64(),
             pairs_per_s: pairs / t0.elapsed().as_secs_f64(),
             best: improved,
             z_mean,
@@ -425,12 +1175,41 @@ pub fn train_npe_with(
         on_epoch(&m);
         history.push(m);
         if !train_loss.is_finite() {
-            return Err(GpuError::InvalidArgument(format!("training diverged at epoch {epoch} (loss {train_loss}); try a smaller --lr")));
+            return Err(TrainError::Invalid(format!(
+                "training diverged at epoch {epoch} (loss {train_loss}); try a smaller --lr"
+            )));
         }
         if since_best >= settings.patience && !base_only {
             stopped_early = true;
-            break;
         }
+        if let Some(c) = &ck_cfg {
+            let read = || -> GpuResult<Snapshot> {
+                let st: Vec<u32> = ctx.read(&adam.state)?;
+                Ok(Snapshot {
+                    epoch,
+                    params: ctx.read(&arena.params)?,
+                    best: ctx.read(&best)?,
+                    m: ctx.read(&adam.m)?,
+                    v: ctx.read(&adam.v)?,
+                    state: [st[0], st[1], st[2], st[3]],
+                    best_val,
+                    best_epoch,
+                    since_best,
+                    seconds: history[epoch - 1].seconds,
+                    stopped_early,
+                })
+            };
+            snap = Some(read().map_err(|e| TrainError::Interrupted {
+                cause: Box::new(e.into()),
+                epoch,
+                saved: last_saved.clone(),
+            })?);
+            let end = stopped_early || epoch == settings.max_epochs;
+            if end || (c.every > 0 && epoch % c.every == 0) {
+                last_saved = Some(save(snap.as_ref().expect("just read"), &history)?);
+            }
+        }
+        epoch += 1;
     }
     drop(fresh);
     let params: Vec<f32> = ctx.read(&best)?;
@@ -451,6 +1230,14 @@ pub fn train_npe_with(
         params,
         settings: settings.clone(),
     };
-    Ok(TrainOutcome { model, history, best_epoch, stopped_early })
+    Ok(TrainOutcome {
+        model,
+        history,
+        best_epoch,
+        stopped_early,
+        batch_size: batch,
+        blocks,
+        scan: sc.report,
+        resumed_after,
+    })
 }
-

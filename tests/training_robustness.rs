@@ -1,0 +1,642 @@
+//! The trainer under interruption, large data and small adapters: checkpoints and bit-identical
+//! resumption (after injected device loss and out-of-memory faults), determinism, shard folders
+//! streamed in bounded GPU blocks (equal, bit for bit, to training on the same rows in memory),
+//! batches halved to fit a small binding limit, and damaged checkpoints refused cleanly.
+
+mod common;
+use common::*;
+use gkl_gpu::data::InvalidPolicy;
+use gkl_gpu::io::{write_npz, NpyData};
+use gkl_gpu::kernels::Activation;
+use gkl_gpu::models::flow::{FlowConfig, FlowKind};
+use gkl_gpu::runtime::{AdapterOptions, GpuContext, GpuError};
+use gkl_gpu::training::npe::{
+    train, CheckpointConfig, Fault, FaultKind, NpeSettings, TrainOptions, TrainOutcome,
+};
+use gkl_gpu::training::{
+    recover_run_dir, Checkpoint, Method, ShardStream, TrainError, TrainSource,
+};
+use gkl_tasks::Prior;
+use rand::Rng;
+use rand_distr::StandardNormal;
+use std::path::{Path, PathBuf};
+
+fn prior() -> Prior {
+    Prior::from_json(r#"{"type": "gaussian", "mean": [0, 0], "cov": [[1, 0], [0, 1]]}"#).unwrap()
+}
+
+/// θ ~ N(0, I₂), x = θ + 0.5·ε.
+fn data(n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
+    let mut g = rng(seed);
+    let theta: Vec<f64> = (0..2 * n).map(|_| g.sample(StandardNormal)).collect();
+    let x = theta
+        .iter()
+        .map(|t| t + 0.5 * g.sample::<f64, _>(StandardNormal))
+        .collect();
+    (theta, x)
+}
+
+fn settings(method: Method, epochs: usize) -> NpeSettings {
+    NpeSettings {
+        method,
+        ratio: Some(gkl_gpu::models::mlp::MlpConfig {
+            in_dim: 0,
+            out_dim: 1,
+            hidden: 16,
+            blocks: 1,
+            act: Activation::Relu,
+            residual: true,
+        }),
+        contrastive: 2,
+        base_epochs: if method == Method::Hybrid { 2 } else { 0 },
+        flow: FlowConfig {
+            act: Activation::Relu,
+            transforms: 2,
+            hidden: 16,
+            ..FlowConfig::new(FlowKind::Maf, 0, 0)
+        },
+        embedding: None,
+        batch_size: 64,
+        lr: 2e-3,
+        max_epochs: epochs,
+        patience: 100,
+        validation_fraction: 0.1,
+        clip_norm: 5.0,
+        seed: 11,
+        unconstrained: false,
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gkl-robust-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(
+    ctx: &GpuContext,
+    src: TrainSource<'_>,
+    s: &NpeSettings,
+    opts: TrainOptions,
+) -> Result<TrainOutcome, TrainError> {
+    train(ctx, &prior(), src, s, None, opts, &mut |_| {}, &mut |_| {})
+}
+
+fn mem<'a>(t: &'a [f64], x: &'a [f64]) -> TrainSource<'a> {
+    TrainSource::Memory {
+        theta: t,
+        x,
+        dim_x: 2,
+    }
+}
+
+fn ck(dir: &Path, every: usize) -> Option<CheckpointConfig> {
+    Some(CheckpointConfig {
+        run_dir: dir.to_path_buf(),
+        every,
+        cli: None,
+    })
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+fn losses(o: &TrainOutcome) -> Vec<(u64, u64)> {
+    o.history
+        .iter()
+        .map(|m| (m.train_loss.to_bits(), m.val_loss.to_bits()))
+        .collect()
+}
+
+/// Interrupt at `fault`, resume from the checkpoint, and compare with an uninterrupted run.
+fn interrupted_then_resumed(
+    ctx_fault: &GpuContext,
+    method: Method,
+    fault: Fault,
+    every: usize,
+    expect_saved: usize,
+) {
+    let (t, x) = data(1200, 5);
+    let s = settings(method, 6);
+    let tag = format!("{method:?}-{:?}", fault.kind);
+    let whole = run(
+        ctx(),
+        mem(&t, &x),
+        &s,
+        TrainOptions {
+            checkpoint: ck(&scratch(&format!("{tag}-whole")), every),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let dir = scratch(&format!("{tag}-cut"));
+    let err = run(
+        ctx_fault,
+        mem(&t, &x),
+        &s,
+        TrainOptions {
+            checkpoint: ck(&dir, every),
+            fault: Some(fault),
+            ..Default::default()
+        },
+    )
+    .err()
+    .expect("the injected fault stops the run");
+    let text = err.to_string();
+    match &err {
+        TrainError::Interrupted {
+            epoch,
+            saved: Some(saved),
+            ..
+        } => {
+            assert_eq!(*epoch, fault.epoch, "{text}");
+            assert_eq!(saved.epoch, expect_saved, "{text}");
+        }
+        other => panic!("expected an interruption with a saved state, got: {other}"),
+    }
+    match fault.kind {
+        FaultKind::DeviceLost => {
+            assert!(matches!(err.gpu(), Some(GpuError::DeviceLost(_))), "{text}")
+        }
+        FaultKind::OutOfMemory => assert!(
+            matches!(err.gpu(), Some(GpuError::OutOfMemory { .. })),
+            "{text}"
+        ),
+    }
+    assert!(
+        text.contains("--resume") && text.contains(&format!("after epoch {expect_saved}")),
+        "{text}"
+    );
+    let cp = Checkpoint::load(&Checkpoint::dir_of(&dir)).unwrap();
+    assert_eq!(cp.state.epoch, expect_saved);
+    let resumed = run(
+        ctx(),
+        mem(&t, &x),
+        &s,
+        TrainOptions {
+            checkpoint: ck(&dir, every),
+            resume: Some(cp),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(resumed.resumed_after, Some(expect_saved));
+    assert_eq!(resumed.history.len(), 6);
+    assert_eq!(
+        losses(&resumed),
+        losses(&whole),
+        "{tag}: the metrics of the resumed run differ"
+    );
+    assert_eq!(
+        bits(&resumed.model.params),
+        bits(&whole.model.params),
+        "{tag}: the resumed model differs"
+    );
+    assert_eq!(resumed.best_epoch, whole.best_epoch);
+    // The final checkpoint equals the uninterrupted run's, too.
+    let end = Checkpoint::load(&Checkpoint::dir_of(&dir)).unwrap();
+    assert_eq!(end.state.epoch, 6);
+    assert_eq!(bits(&end.best), bits(&whole.model.params));
+}
+
+#[test]
+fn a_lost_device_leaves_a_checkpoint_and_the_resumed_run_is_bit_identical() {
+    // Injected loss marks the context lost for good: use a device of its own.
+    let own = GpuContext::new(&AdapterOptions::default().with_env().unwrap()).unwrap();
+    interrupted_then_resumed(
+        &own,
+        Method::Npe,
+        Fault {
+            kind: FaultKind::DeviceLost,
+            epoch: 5,
+        },
+        2,
+        4,
+    );
+}
+
+#[test]
+fn out_of_memory_saves_the_last_good_epoch_even_between_checkpoints() {
+    // Checkpoints only at the end (every = 0): the fault itself writes epoch 2's state.
+    interrupted_then_resumed(
+        ctx(),
+        Method::Npe,
+        Fault {
+            kind: FaultKind::OutOfMemory,
+            epoch: 3,
+        },
+        0,
+        2,
+    );
+}
+
+#[test]
+fn ratio_and_hybrid_runs_resume_bit_identically() {
+    // Hybrid: the contrastive draws come from a Philox stream keyed by Adam's step counter,
+    // which the checkpoint restores; epoch 3 is the first with the ratio term.
+    interrupted_then_resumed(
+        ctx(),
+        Method::Hybrid,
+        Fault {
+            kind: FaultKind::OutOfMemory,
+            epoch: 4,
+        },
+        0,
+        3,
+    );
+    interrupted_then_resumed(
+        ctx(),
+        Method::Ratio,
+        Fault {
+            kind: FaultKind::OutOfMemory,
+            epoch: 3,
+        },
+        2,
+        2,
+    );
+}
+
+#[test]
+fn same_seed_data_and_settings_give_the_same_bits_and_another_seed_does_not() {
+    let (t, x) = data(1500, 6);
+    let s = settings(Method::Npe, 3);
+    let a = run(ctx(), mem(&t, &x), &s, TrainOptions::default()).unwrap();
+    let b = run(ctx(), mem(&t, &x), &s, TrainOptions::default()).unwrap();
+    assert_eq!(bits(&a.model.params), bits(&b.model.params));
+    assert_eq!(losses(&a), losses(&b));
+    let c = run(
+        ctx(),
+        mem(&t, &x),
+        &NpeSettings { seed: 12, ..s },
+        TrainOptions::default(),
+    )
+    .unwrap();
+    assert_ne!(bits(&a.model.params), bits(&c.model.params));
+}
+
+/// Writes `rows` rows as `parts` .npz shards; returns the folder.
+fn write_shards(dir: &Path, t: &[f64], x: &[f64], parts: usize) {
+    let n = t.len() / 2;
+    for i in 0..parts {
+        let (lo, hi) = (i * n / parts, (i + 1) * n / parts);
+        write_npz(
+            dir.join(format!("shard-{i:05}-of-{parts:05}.npz")),
+            &[
+                ("theta", &[hi - lo, 2], NpyData::F64(&t[2 * lo..2 * hi])),
+                ("x", &[hi - lo, 2], NpyData::F64(&x[2 * lo..2 * hi])),
+            ],
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn streamed_shards_in_small_blocks_train_exactly_like_the_same_rows_in_memory() {
+    let (t, x) = data(2000, 7);
+    let dir = scratch("shards");
+    write_shards(&dir, &t, &x, 3);
+    let stream = ShardStream::open(&dir, &prior(), "prior", InvalidPolicy::Drop).unwrap();
+    let s = settings(Method::Npe, 3);
+    // 1800 training rows of 32 bytes (θ and x padded to 4 floats each) in blocks of ≤ 16 000 bytes.
+    let block = Some(16_000);
+    let streamed = run(
+        ctx(),
+        TrainSource::Shards(&stream),
+        &s,
+        TrainOptions {
+            block_bytes: block,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(streamed.blocks, 4, "1800 rows in blocks of at most 500");
+    let scan = streamed.scan.as_ref().unwrap();
+    assert_eq!(
+        (scan.shards, scan.rows_read, scan.rows_train, scan.rows_val),
+        (3, 2000, 1800, 200)
+    );
+    let in_memory = run(
+        ctx(),
+        mem(&t, &x),
+        &s,
+        TrainOptions {
+            block_bytes: block,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(bits(&streamed.model.params), bits(&in_memory.model.params));
+    assert_eq!(losses(&streamed), losses(&in_memory));
+    let (a, b) = (&streamed.model.preprocess, &in_memory.model.preprocess);
+    assert_eq!(
+        (&a.theta, &a.x),
+        (&b.theta, &b.x),
+        "the z-scores of the scan"
+    );
+    // One block instead of four: still trains (a different row order, so different bits).
+    let one = run(
+        ctx(),
+        TrainSource::Shards(&stream),
+        &s,
+        TrainOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(one.blocks, 1);
+    assert!(one.history.iter().all(|m| m.val_loss.is_finite()));
+}
+
+#[test]
+fn streamed_shards_drop_and_count_invalid_rows_and_resume_bit_identically() {
+    let (t, mut x) = data(1500, 8);
+    for r in [3, 700, 1499] {
+        x[2 * r + 1] = f64::NAN;
+    }
+    x[2 * 900] = f64::INFINITY;
+    let dir = scratch("shards-nan");
+    write_shards(&dir, &t, &x, 4);
+    let stream = ShardStream::open(&dir, &prior(), "prior", InvalidPolicy::Drop).unwrap();
+    let s = settings(Method::Npe, 4);
+    let block = Some(10_000);
+    let run_dir = scratch("shards-nan-run");
+    let whole = run(
+        ctx(),
+        TrainSource::Shards(&stream),
+        &s,
+        TrainOptions {
+            block_bytes: block,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let scan = whole.scan.as_ref().unwrap();
+    assert_eq!(
+        (scan.invalid.rows_with_nan, scan.invalid.rows_with_inf),
+        (3, 1)
+    );
+    assert_eq!(scan.rows_train + scan.rows_val, 1496);
+    let cut = run(
+        ctx(),
+        TrainSource::Shards(&stream),
+        &s,
+        TrainOptions {
+            block_bytes: block,
+            checkpoint: ck(&run_dir, 1),
+            fault: Some(Fault {
+                kind: FaultKind::OutOfMemory,
+                epoch: 3,
+            }),
+            ..Default::default()
+        },
+    );
+    assert!(matches!(cut, Err(TrainError::Interrupted { .. })));
+    let cp = Checkpoint::load(&Checkpoint::dir_of(&run_dir)).unwrap();
+    let resumed = run(
+        ctx(),
+        TrainSource::Shards(&stream),
+        &s,
+        TrainOptions {
+            block_bytes: block,
+            resume: Some(cp),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(bits(&resumed.model.params), bits(&whole.model.params));
+    // Under --invalid error the first bad shard stops the run with its file named.
+    let strict = ShardStream::open(&dir, &prior(), "prior", InvalidPolicy::Error).unwrap();
+    let e = run(
+        ctx(),
+        TrainSource::Shards(&strict),
+        &s,
+        TrainOptions::default(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("shard-00000-of-00004.npz") && e.contains("--invalid error"),
+        "{e}"
+    );
+}
+
+#[test]
+fn resuming_with_other_settings_or_other_data_is_refused() {
+    let (t, x) = data(800, 9);
+    let s = settings(Method::Npe, 2);
+    let dir = scratch("refuse");
+    run(
+        ctx(),
+        mem(&t, &x),
+        &s,
+        TrainOptions {
+            checkpoint: ck(&dir, 1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let load = || Some(Checkpoint::load(&Checkpoint::dir_of(&dir)).unwrap());
+    let other = NpeSettings {
+        lr: 1e-3,
+        ..s.clone()
+    };
+    let e = run(
+        ctx(),
+        mem(&t, &x),
+        &other,
+        TrainOptions {
+            checkpoint: ck(&dir, 1),
+            resume: load(),
+            ..Default::default()
+        },
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("settings differ"), "{e}");
+    let (t2, x2) = data(800, 10);
+    let e = run(
+        ctx(),
+        mem(&t2, &x2),
+        &s,
+        TrainOptions {
+            checkpoint: ck(&dir, 1),
+            resume: load(),
+            ..Default::default()
+        },
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("data differ"), "{e}");
+    // More epochs may be asked for: the run continues from epoch 2.
+    let more = run(
+        ctx(),
+        mem(&t, &x),
+        &NpeSettings { max_epochs: 4, ..s },
+        TrainOptions {
+            checkpoint: ck(&dir, 1),
+            resume: load(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!((more.resumed_after, more.history.len()), (Some(2), 4));
+}
+
+#[test]
+fn a_batch_too_large_for_the_binding_limit_is_halved_with_a_notice() {
+    let mut small = ctx().clone();
+    small.limits.max_storage_buffer_binding_size = 24_000;
+    let (t, x) = data(1000, 12);
+    let s = NpeSettings {
+        batch_size: 256,
+        ..settings(Method::Npe, 2)
+    };
+    let mut notices = vec![];
+    let out = train(
+        &small,
+        &prior(),
+        mem(&t, &x),
+        &s,
+        None,
+        TrainOptions::default(),
+        &mut |_| {},
+        &mut |n| notices.push(n.to_string()),
+    )
+    .unwrap();
+    assert!(
+        out.batch_size < 256 && out.batch_size >= 1,
+        "batch {}",
+        out.batch_size
+    );
+    assert!(out.blocks > 1, "the block bound follows the binding limit");
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("batch size 256") && n.contains("largest binding")),
+        "{notices:?}"
+    );
+    assert!(out
+        .history
+        .iter()
+        .all(|m| m.train_loss.is_finite() && m.val_loss.is_finite()));
+    // The same limit with room for the batch: no notice about it.
+    let mut notices2 = vec![];
+    let s2 = NpeSettings {
+        batch_size: out.batch_size,
+        ..s
+    };
+    train(
+        &small,
+        &prior(),
+        mem(&t, &x),
+        &s2,
+        None,
+        TrainOptions::default(),
+        &mut |_| {},
+        &mut |n| notices2.push(n.to_string()),
+    )
+    .unwrap();
+    assert!(
+        !notices2.iter().any(|n| n.contains("largest binding")),
+        "{notices2:?}"
+    );
+}
+
+#[test]
+fn damaged_checkpoints_are_refused_with_a_message_and_interrupted_writes_are_tidied() {
+    let (t, x) = data(600, 13);
+    let s = settings(Method::Npe, 1);
+    let dir = scratch("damaged");
+    run(
+        ctx(),
+        mem(&t, &x),
+        &s,
+        TrainOptions {
+            checkpoint: ck(&dir, 1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let cdir = Checkpoint::dir_of(&dir);
+    let good = std::fs::read(cdir.join("state.json")).unwrap();
+    for cut in [0, 1, good.len() / 2, good.len() - 2] {
+        std::fs::write(cdir.join("state.json"), &good[..cut]).unwrap();
+        let e = Checkpoint::load(&cdir)
+            .expect_err("truncated state.json")
+            .to_string();
+        assert!(e.contains("state.json"), "{e}");
+    }
+    std::fs::write(cdir.join("state.json"), &good).unwrap();
+    let tensors = std::fs::read(cdir.join("tensors.safetensors")).unwrap();
+    std::fs::write(
+        cdir.join("tensors.safetensors"),
+        &tensors[..tensors.len() - 8],
+    )
+    .unwrap();
+    assert!(Checkpoint::load(&cdir).is_err());
+    std::fs::write(cdir.join("tensors.safetensors"), &tensors).unwrap();
+    Checkpoint::load(&cdir).unwrap();
+    // A kill between moving the old checkpoint aside and moving the new one in: the old one
+    // comes back; temporary leftovers go.
+    std::fs::rename(&cdir, dir.join("checkpoint.old-123-0-abc")).unwrap();
+    std::fs::create_dir(dir.join("checkpoint.tmp-123-1-def")).unwrap();
+    std::fs::write(dir.join("checkpoint.tmp-123-1-def/state.json"), b"{").unwrap();
+    std::fs::write(dir.join(".config.json.tmp-123-2-0"), b"{\"half").unwrap();
+    let done = recover_run_dir(&dir).unwrap();
+    assert_eq!(done.len(), 3, "{done:?}");
+    Checkpoint::load(&cdir).unwrap();
+    let left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, vec!["checkpoint".to_string()]);
+}
+
+#[test]
+fn online_runs_resume_bit_identically() {
+    // Fresh rows every epoch from a deterministic simulator: epoch e ≥ 2 trains on block e − 1,
+    // seeded from it, so the resumed run draws exactly what the uninterrupted one drew.
+    let sim: gkl_gpu::training::npe::Simulator = std::sync::Arc::new(data);
+    let (t, x) = data(1000, 14);
+    let s = settings(Method::Npe, 5);
+    let opts = |dir: &Path, fault, resume| TrainOptions {
+        online: Some(sim.clone()),
+        checkpoint: ck(dir, 0),
+        fault,
+        resume,
+        ..Default::default()
+    };
+    let whole = run(
+        ctx(),
+        mem(&t, &x),
+        &s,
+        opts(&scratch("online-whole"), None, None),
+    )
+    .unwrap();
+    let dir = scratch("online-cut");
+    let cut = run(
+        ctx(),
+        mem(&t, &x),
+        &s,
+        opts(
+            &dir,
+            Some(Fault {
+                kind: FaultKind::OutOfMemory,
+                epoch: 4,
+            }),
+            None,
+        ),
+    );
+    assert!(matches!(
+        cut,
+        Err(TrainError::Interrupted { saved: Some(_), .. })
+    ));
+    let cp = Checkpoint::load(&Checkpoint::dir_of(&dir)).unwrap();
+    assert_eq!(cp.state.epoch, 3);
+    let resumed = run(ctx(), mem(&t, &x), &s, opts(&dir, None, Some(cp))).unwrap();
+    assert_eq!(losses(&resumed), losses(&whole));
+    assert_eq!(bits(&resumed.model.params), bits(&whole.model.params));
+}
