@@ -294,7 +294,7 @@ fn settings(method: Method) -> NpeSettings {
         batch_size: 128,
         lr: 2e-3,
         max_epochs: 60,
-        patience: 15,
+        patience: 20,
         validation_fraction: 0.1,
         clip_norm: 5.0,
         seed: 3,
@@ -304,8 +304,9 @@ fn settings(method: Method) -> NpeSettings {
 
 fn check_conjugate(method: Method) {
     let ctx = ctx();
-    let (prior, theta, x) = conjugate(5000, 1);
+    let (prior, theta, x) = conjugate(10_000, 1);
     let out = train_npe(ctx, &prior, &theta, &x, 2, &settings(method), None, |_| {}).unwrap();
+    eprintln!("{method:?}: {} epochs, best {}", out.history.len(), out.best_epoch);
     let last = &out.history[out.best_epoch - 1];
     let z = last.z_mean.expect("ratio methods report Z");
     assert!((z - 1.0).abs() < 0.25, "{method:?}: mean Ẑ {z} far from 1 at the best epoch");

@@ -40,6 +40,10 @@ fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
+/// Contrastive draws per x in the validation loss (at least the training K).
+const VAL_CONTRASTIVE_RATIO: usize = 16;
+const VAL_CONTRASTIVE_HYBRID: usize = 4;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NpeSettings {
     /// Which surrogate: flow (NPE), ratio, or hybrid.
@@ -519,12 +523,19 @@ fn val_graph(
         )?);
         unis.push(rp_val);
     }
+    // The validation loss estimates E[exp f] with more contrastive draws per x than training
+    // does: with K = 1 its noise alone (heavy-tailed exp f) decides early stopping. Other rows of
+    // the validation set are free (ratio); base-flow draws cost a flow inverse each (hybrid).
+    let kc = match method {
+        Method::Hybrid => kc.max(VAL_CONTRASTIVE_HYBRID),
+        _ => kc.max(VAL_CONTRASTIVE_RATIO).min(rows.saturating_sub(1)).max(1),
+    };
     let gkl_val = GklParams::new(rows, kc, d, dim_x);
     let gkl_val_buf = ctx.uniform("gkl-val", &gkl_val);
     let rvplan = nets
         .ratio
         .as_ref()
-        .map(|r| MlpPlan::new(ctx, r, gkl_val.rows()))
+        .map(|r| MlpPlan::inference(ctx, r, gkl_val.rows()))
         .transpose()?;
     // Fixed validation draws (same stream every epoch) keep the early-stopping signal steady.
     let mut vdraw = match (&nets.flow, method) {
