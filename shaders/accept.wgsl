@@ -28,7 +28,7 @@ override D: u32 = 2u;
 @group(0) @binding(2) var<storage, read> theta: array<f32>;        // [rows, D + 1]
 @group(0) @binding(3) var<storage, read> info: array<vec4<u32>>;   // [slots]
 @group(0) @binding(4) var<storage, read_write> counters: array<atomic<u32>>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;    // [observations, N, D]
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;    // [observations, N, D + 1]: θ, f
 @group(0) @binding(6) var<storage, read_write> partials: array<vec4<f32>>;
 
 var<workgroup> red: array<vec3<f32>, WG>;
@@ -57,10 +57,12 @@ fn accept(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocati
                 if (log(u32_to_unit(b.x)) < f - log_m) {
                     let k = atomicAdd(&counters[2u * o], 1u);
                     if (k < inf.z) {
-                        let dst = (o * inf.z + k) * D;
+                        let dst = (o * inf.z + k) * (D + 1u);
                         for (var i = 0u; i < D; i++) {
                             out[dst + i] = theta[r * (D + 1u) + i];
                         }
+                        // f travels with the sample: raising M later thins stored samples exactly.
+                        out[dst + D] = f;
                     }
                 }
             }

@@ -11,8 +11,11 @@
 //!
 //! M_o: a warm-up of `m_proposals` proposals per observation sets log M_o = max f + ln(m_factor)
 //! (the peers' 1.2 × largest exp f). A later proposal with f > log M_o is counted; with
-//! `restart_on_exceed` M_o is raised and the observation's samples so far are discarded (they
-//! were drawn under a too-small M, so biased).
+//! `restart_on_exceed` M_o is raised to m_factor × that f, and the samples accepted so far are
+//! thinned exactly: each stored sample keeps its f, was accepted with probability
+//! min(1, e^f / M_old), and is kept with probability (e^f / M_new) / min(1, e^f / M_old), so the
+//! survivors are what M_new would have accepted. (Proposals rejected under M_old had f ≤ log M_old,
+//! so their rejection stands.)
 
 use crate::kernels::layout::pad4;
 use crate::models::flow::{Flow, FlowSamplePlan};
@@ -180,6 +183,8 @@ struct ObsState {
     /// Acceptances (uncapped) and proposals since the last restart: the acceptance rate.
     raw_accepted: u64,
     since_restart: u64,
+    /// Counter value right after the last thinning (its survivors are not new acceptances).
+    raw_base: u64,
     z_sum: f64,
     report: ObsReport,
 }
@@ -213,7 +218,7 @@ impl<'a> RejectionSampler<'a> {
         let t0 = Instant::now();
         let d = self.pre.prior.dim();
         let max_bytes = self.ctx.limits.max_storage_buffer_binding_size.min(1 << 28) as usize;
-        let per_obs = (n.max(1) * d * 4).max(1);
+        let per_obs = (n.max(1) * (d + 1) * 4).max(1);
         let group = (max_bytes / per_obs).max(1);
         if per_obs > max_bytes {
             return Err(GpuError::InvalidArgument(format!("{n} samples of dimension {d} do not fit one GPU binding; draw fewer per call")));
@@ -252,7 +257,7 @@ impl<'a> RejectionSampler<'a> {
         let theta_t = ctx.tensor_zeros("rej-theta", rows * (d + 1))?;
         let info_t = ctx.tensor_zeros("rej-info", max_slots * 4)?;
         let counters = ctx.tensor_zeros("rej-counters", 2 * nobs)?;
-        let out_t = ctx.tensor_zeros("rej-out", (nobs * n * d).max(1))?;
+        let out_t = ctx.tensor_zeros("rej-out", (nobs * n * (d + 1)).max(1))?;
         let partials = ctx.tensor_zeros("rej-partials", rows / WG_ACCEPT * 4)?;
         let key = seed ^ 0x6a09_e667_f3bc_c908;
         let mut params = RoundParams {
@@ -323,6 +328,7 @@ impl<'a> RejectionSampler<'a> {
                 accepted: 0,
                 raw_accepted: 0,
                 since_restart: 0,
+                raw_base: 0,
                 z_sum: 0.0,
                 report: ObsReport {
                     accepted: 0,
@@ -413,7 +419,7 @@ impl<'a> RejectionSampler<'a> {
             let part: Vec<f32> = ctx.read_range(&partials, 0, used / WG_ACCEPT * 4)?;
             let cnt: Vec<u32> = ctx.read(&counters)?;
             let elapsed = t0.elapsed().as_secs_f64();
-            let mut resets: Vec<usize> = vec![];
+            let mut resets: Vec<(usize, f64)> = vec![];
             for (a, &o) in active.iter().enumerate() {
                 let (mut sum_e, mut max_f, mut inside) = (0f64, f64::NEG_INFINITY, 0f64);
                 for w in (a * p / WG_ACCEPT)..((a + 1) * p / WG_ACCEPT) {
@@ -440,19 +446,19 @@ impl<'a> RejectionSampler<'a> {
                 } else {
                     s.report.proposals += p as u64;
                     s.since_restart += p as u64;
-                    s.raw_accepted = cnt[2 * o] as u64;
+                    s.raw_accepted = (cnt[2 * o] as u64).saturating_sub(s.raw_base);
                     s.report.outside_support += outside;
                     // Σ exp f = e^{log M} Σ exp(f − log M), summed in f64 on the host.
                     s.z_sum += sum_e * (s.log_m as f32 as f64).exp();
                     s.report.exceeded_m = cnt[2 * o + 1] as u64;
                     s.accepted = (cnt[2 * o] as usize).min(n);
                     if max_f > s.log_m as f32 as f64 && cfg.restart_on_exceed {
+                        let old = s.log_m as f32 as f64;
                         s.log_m = max_f + ln_factor;
                         s.report.restarts += 1;
-                        s.accepted = 0;
                         s.raw_accepted = 0;
                         s.since_restart = 0;
-                        resets.push(o);
+                        resets.push((o, old));
                     }
                     let enough = s.accepted >= n && s.report.proposals >= cfg.min_proposals;
                     if enough {
@@ -468,8 +474,19 @@ impl<'a> RejectionSampler<'a> {
                     s.report.stopped = Some(format!("reached --max-seconds ({}) with {} of {n} samples", cfg.max_seconds, s.accepted));
                 }
             }
-            for o in resets {
-                ctx.write(&counters, 2 * o, &[0u32])?;
+            for (o, old) in resets {
+                // Thin what is stored to what the raised M would have accepted, in place.
+                let s = &mut st[o];
+                let k = s.accepted.min(n);
+                let rows: Vec<f32> = if k > 0 { ctx.read_range(&out_t, o * n * (d + 1), k * (d + 1))? } else { vec![] };
+                let seed_o = seed ^ ((base + o) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (s.report.restarts as u64) << 48;
+                let kept = thin(&rows, d, old, s.log_m as f32 as f64, seed_o);
+                if !kept.is_empty() {
+                    ctx.write(&out_t, o * n * (d + 1), &kept)?;
+                }
+                s.accepted = kept.len() / (d + 1);
+                s.raw_base = s.accepted as u64;
+                ctx.write(&counters, 2 * o, &[s.accepted as u32])?;
             }
         }
         // Only accepted samples come back.
@@ -477,8 +494,8 @@ impl<'a> RejectionSampler<'a> {
         let mut reports = vec![];
         for (o, s) in st.into_iter().enumerate() {
             let k = s.accepted.min(n);
-            let v: Vec<f32> = if k > 0 { ctx.read_range(&out_t, o * n * d, k * d)? } else { vec![] };
-            samples.push(v.into_iter().map(|a| a as f64).collect());
+            let v: Vec<f32> = if k > 0 { ctx.read_range(&out_t, o * n * (d + 1), k * (d + 1))? } else { vec![] };
+            samples.push(v.chunks(d + 1).flat_map(|r| r[..d].iter().map(|&a| a as f64)).collect());
             let mut r = s.report;
             r.accepted = k;
             r.log_m = s.log_m;
@@ -488,6 +505,23 @@ impl<'a> RejectionSampler<'a> {
         }
         Ok((samples, reports))
     }
+}
+
+/// Keeps each stored row (θ, f) with probability (e^f / M_new) / min(1, e^f / M_old): the rows
+/// then follow what acceptance under M_new would have produced. Deterministic in `seed`.
+pub fn thin(rows: &[f32], d: usize, log_m_old: f64, log_m_new: f64, seed: u64) -> Vec<f32> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut kept = Vec::with_capacity(rows.len());
+    for r in rows.chunks(d + 1) {
+        let f = r[d] as f64;
+        let was = (f - log_m_old).min(0.0);
+        let keep = (f - log_m_new - was).min(0.0).exp();
+        if rng.random::<f64>() < keep {
+            kept.extend_from_slice(r);
+        }
+    }
+    kept
 }
 
 /// f64 references of the proposal and acceptance steps (same Philox stream as the shaders).
@@ -527,5 +561,30 @@ pub mod cpu {
     /// The uniform that decides row r's acceptance.
     pub fn accept_uniform(seed: u64, r: u32, round: u32) -> f64 {
         unit_f32(bits(seed, r, round, 0xACCE97)[0]) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thin;
+
+    #[test]
+    fn thinning_keeps_what_the_raised_bound_would_have_accepted() {
+        // M_old = 1, M_new = 2: a row with f ≤ 0 was accepted w.p. e^f and must end at e^f / 2
+        // (keep 1/2); a row with f = 0.5 was accepted w.p. 1 and must end at e^0.5 / 2 (keep 0.824).
+        let n = 40_000;
+        let rows: Vec<f32> = (0..n).flat_map(|i| [i as f32, if i % 2 == 0 { -0.3 } else { 0.5 }]).collect();
+        let kept = thin(&rows, 1, 0.0, 2f64.ln(), 7);
+        let (mut low, mut high) = (0, 0);
+        for r in kept.chunks(2) {
+            if r[1] < 0.0 {
+                low += 1;
+            } else {
+                high += 1;
+            }
+        }
+        let half = (n / 2) as f64;
+        assert!((low as f64 / half - 0.5).abs() < 0.015, "f ≤ log M_old kept {low} of {half}");
+        assert!((high as f64 / half - 0.5f64.exp() / 2.0).abs() < 0.015, "f > log M_old kept {high} of {half}");
     }
 }
