@@ -460,7 +460,9 @@ impl<'a> RejectionSampler<'a> {
                         s.since_restart = 0;
                         resets.push((o, old));
                     }
-                    let enough = s.accepted >= n && s.report.proposals >= cfg.min_proposals;
+                    // After a raise the stored samples are thinned below: decide next round.
+                    let raised = resets.last().is_some_and(|r| r.0 == o);
+                    let enough = !raised && s.accepted >= n && s.report.proposals >= cfg.min_proposals;
                     if enough {
                         s.done = true;
                         s.report.finished = true;
