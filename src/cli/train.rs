@@ -121,6 +121,9 @@ pub struct TrainArgs {
 pub struct QuickstartArgs {
     #[arg(long, default_value = "two_moons")]
     task: String,
+    /// Surrogate: npe, ratio or hybrid
+    #[arg(long, value_enum, default_value_t = Method::Npe)]
+    method: Method,
     #[arg(long, value_enum, default_value_t = FlowKind::Nsf)]
     flow: FlowKind,
     #[arg(long, default_value_t = 10_000)]
@@ -156,6 +159,8 @@ pub fn quickstart(gpu: &GpuArgs, q: QuickstartArgs) -> Result<()> {
             q.out.display().to_string(),
             "--flow".into(),
             format!("{:?}", q.flow).to_lowercase(),
+            "--method".into(),
+            q.method.name().into(),
         ]),
     );
     let t = Instant::now();
@@ -192,8 +197,15 @@ pub fn quickstart(gpu: &GpuArgs, q: QuickstartArgs) -> Result<()> {
         |_, _| {},
     )?;
     println!(
-        "{} NPE-{:?}, {} simulations, observation {}: C2ST against the reference posterior {:.3} (0.5 is perfect); train + simulate {:.1} s",
-        q.task, q.flow, q.simulations, q.observation, r.accuracy, train_s
+        "{} {} ({:?} flow{}), {} simulations, observation {}: C2ST against the reference posterior {:.3} (0.5 is perfect); train + simulate {:.1} s",
+        q.task,
+        q.method.name(),
+        q.flow,
+        if q.method == Method::Ratio { " unused" } else { "" },
+        q.simulations,
+        q.observation,
+        r.accuracy,
+        train_s
     );
     Ok(())
 }
