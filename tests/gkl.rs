@@ -297,6 +297,7 @@ fn settings(method: Method) -> NpeSettings {
         patience: 20,
         validation_fraction: 0.1,
         clip_norm: 5.0,
+        weight_decay: 0.0,
         seed: 3,
         unconstrained: false,
     }

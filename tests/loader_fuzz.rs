@@ -222,6 +222,7 @@ fn model_dir(dir: &Path) {
         patience: 1,
         validation_fraction: 0.1,
         clip_norm: 5.0,
+        weight_decay: 0.0,
         seed: 0,
         unconstrained: false,
     };

@@ -35,6 +35,7 @@ fn settings(kind: FlowKind) -> NpeSettings {
         patience: 10,
         validation_fraction: 0.1,
         clip_norm: 5.0,
+        weight_decay: 0.0,
         seed: 3,
         unconstrained: false,
     }

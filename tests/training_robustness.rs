@@ -62,6 +62,7 @@ fn settings(method: Method, epochs: usize) -> NpeSettings {
         patience: 100,
         validation_fraction: 0.1,
         clip_norm: 5.0,
+        weight_decay: 0.0,
         seed: 11,
         unconstrained: false,
     }

@@ -145,6 +145,7 @@ impl TrainProfile {
             patience: self.patience,
             validation_fraction: 0.1,
             clip_norm: 5.0,
+            weight_decay: 0.0,
             seed,
             unconstrained: false,
         }

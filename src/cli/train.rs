@@ -80,6 +80,9 @@ pub struct TrainArgs {
     validation_fraction: f64,
     #[arg(long, default_value_t = 5.0)]
     clip_norm: f32,
+    /// Decoupled (AdamW) weight decay on every parameter (0: none)
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f32,
     /// Flow transforms
     #[arg(long, default_value_t = 5)]
     transforms: usize,
@@ -392,6 +395,7 @@ fn run_with(gpu: &GpuArgs, a: TrainArgs, out: PathBuf, resume: Option<Checkpoint
         patience: a.patience,
         validation_fraction: a.validation_fraction,
         clip_norm: a.clip_norm,
+        weight_decay: a.weight_decay,
         seed: a.seed,
         unconstrained: a.unconstrained,
     };

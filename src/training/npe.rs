@@ -69,6 +69,9 @@ pub struct NpeSettings {
     pub patience: usize,
     pub validation_fraction: f64,
     pub clip_norm: f32,
+    /// Decoupled (AdamW) weight decay on every parameter; 0 disables it.
+    #[serde(default)]
+    pub weight_decay: f32,
     pub seed: u64,
     /// Model θ in the prior's unconstrained space (no leakage outside a bounded support).
     pub unconstrained: bool,
@@ -789,6 +792,7 @@ pub fn train(
         AdamConfig {
             lr: settings.lr,
             max_norm: settings.clip_norm,
+            weight_decay: settings.weight_decay,
             ..Default::default()
         },
         &arena.params,
