@@ -261,8 +261,7 @@ struct Nets {
 type TrainKeep = (
     Option<MlpPlan>,
     Option<FlowTrainPlan>,
-    Option<MlpPlan>,
-    Option<FlowSamplePlan>,
+    Option<RatioTerm>,
     Vec<GpuTensor>,
     Vec<wgpu::Buffer>,
 );
@@ -270,10 +269,81 @@ type TrainKeep = (
 type ValKeep = (
     Option<MlpPlan>,
     Option<FlowLogProbPlan>,
-    Option<MlpPlan>,
-    Option<FlowSamplePlan>,
+    Option<RatioTerm>,
     Vec<wgpu::Buffer>,
 );
+
+/// The buffers one ratio term reads and accumulates into.
+struct RatioInputs<'a> {
+    /// θ rows [b, pad4(d)] and x rows [b, pad4(dx)] (network space).
+    theta: &'a GpuTensor,
+    x: &'a GpuTensor,
+    /// The base flow's context for those rows (hybrid draws).
+    context: &'a GpuTensor,
+    /// (Σ −f, Σ Ẑ, Σ Ẑ²) are added here.
+    acc: &'a GpuTensor,
+}
+
+/// The generalized-KL ratio term for `p.b` rows, as recorded launches: contrastive θ' (other rows,
+/// or with `base` K draws of the base flow per x, detached), the ratio net on joint and
+/// contrastive rows, and the loss. With a `step_counter` it is a training term: the draws change
+/// every optimizer step and the backward pass writes the ratio net's gradients. Without one it is
+/// an evaluation: one fixed stream, forward only.
+struct RatioTerm {
+    dispatches: Vec<Dispatch>,
+    _keep: (MlpPlan, Option<FlowSamplePlan>, wgpu::Buffer),
+}
+
+fn ratio_term(
+    ctx: &GpuContext,
+    ratio: &Mlp,
+    base: Option<&Flow>,
+    p: GklParams,
+    io: RatioInputs,
+    stream_seed: u64,
+    step_counter: Option<&GpuTensor>,
+) -> GpuResult<RatioTerm> {
+    let train = step_counter.is_some();
+    let kc = p.k as usize;
+    let uni = ctx.uniform(if train { "gkl-train" } else { "gkl-val" }, &p);
+    let plan = if train {
+        MlpPlan::new(ctx, ratio, p.rows())?
+    } else {
+        MlpPlan::inference(ctx, ratio, p.rows())?
+    };
+    let mut draws = base
+        .map(|f| {
+            FlowSamplePlan::with_options(
+                ctx,
+                f,
+                p.b as usize * kc,
+                io.context,
+                FlowSampleOptions {
+                    ctx_div: kc,
+                    step_counter,
+                    ..Default::default()
+                },
+            )
+        })
+        .transpose()?;
+    let mut dispatches: Vec<Dispatch> = vec![];
+    if let Some(dp) = &mut draws {
+        dispatches.extend(dp.dispatches(ctx, stream_seed, 0).into_iter().cloned());
+    }
+    let contrast = draws
+        .as_ref()
+        .map_or(Contrast::Batch, |dp| Contrast::Draws(&dp.samples));
+    dispatches.push(gkl::pairs(
+        ctx, &uni, &p, io.theta, io.x, contrast, &plan.x,
+    )?);
+    dispatches.extend(plan.forward.iter().cloned());
+    dispatches.push(gkl::loss(ctx, &uni, &plan.y, &plan.dy, io.acc, train)?);
+    dispatches.extend(plan.backward.iter().cloned());
+    Ok(RatioTerm {
+        dispatches,
+        _keep: (plan, draws, uni),
+    })
+}
 
 /// The per-step training graph for one batch size, reading a resident block of rows.
 struct TrainGraph {
@@ -387,50 +457,27 @@ fn train_graph(
     if let Some(p) = &emb_plan {
         base_d.extend(p.backward.iter().cloned());
     }
-    // The ratio term: contrastive θ' (other θ of the batch, or draws from the base flow for the
-    // same x, detached), the ratio net on [θ, x] for joint and contrastive rows, the GKL loss.
-    let gkl_tr = GklParams::new(batch, kc, d, dim_x);
-    let gkl_tr_buf = ctx.uniform("gkl-train", &gkl_tr);
-    let rplan = nets
+    let ratio_t = nets
         .ratio
         .as_ref()
-        .map(|r| MlpPlan::new(ctx, r, gkl_tr.rows()))
+        .map(|r| {
+            ratio_term(
+                ctx,
+                r,
+                nets.flow.as_ref().filter(|_| method == Method::Hybrid),
+                GklParams::new(batch, kc, d, dim_x),
+                RatioInputs {
+                    theta: &theta_b,
+                    x: &xb,
+                    context: &context,
+                    acc: &accs.rtr,
+                },
+                seed,
+                Some(&adam.state),
+            )
+        })
         .transpose()?;
-    let mut draw_plan = match (&nets.flow, method) {
-        (Some(f), Method::Hybrid) => Some(FlowSamplePlan::with_options(
-            ctx,
-            f,
-            batch * kc,
-            &context,
-            FlowSampleOptions {
-                ctx_div: kc,
-                step_counter: Some(&adam.state),
-                ..Default::default()
-            },
-        )?),
-        _ => None,
-    };
-    let mut ratio_d: Vec<Dispatch> = vec![];
-    if let Some(rp) = &rplan {
-        if let Some(dp) = &mut draw_plan {
-            ratio_d.extend(dp.dispatches(ctx, seed, 0).into_iter().cloned());
-        }
-        let contrast = draw_plan
-            .as_ref()
-            .map_or(Contrast::Batch, |dp| Contrast::Draws(&dp.samples));
-        ratio_d.push(gkl::pairs(
-            ctx,
-            &gkl_tr_buf,
-            &gkl_tr,
-            &theta_b,
-            &xb,
-            contrast,
-            &rp.x,
-        )?);
-        ratio_d.extend(rp.forward.iter().cloned());
-        ratio_d.push(gkl::loss(ctx, &gkl_tr_buf, &rp.y, &rp.dy, &accs.rtr, true)?);
-        ratio_d.extend(rp.backward.iter().cloned());
-    }
+    let ratio_d: Vec<Dispatch> = ratio_t.as_ref().map_or(vec![], |t| t.dispatches.clone());
     let adam_d: Vec<Dispatch> = adam.dispatches().into_iter().cloned().collect();
     let full_step: Vec<Dispatch> = base_d
         .iter()
@@ -450,14 +497,7 @@ fn train_graph(
         dx4,
         full_step,
         base_step,
-        _keep: (
-            emb_plan,
-            fplan,
-            rplan,
-            draw_plan,
-            keep_t,
-            vec![rp_tr, gkl_tr_buf],
-        ),
+        _keep: (emb_plan, fplan, ratio_t, keep_t, vec![rp_tr]),
     })
 }
 
@@ -531,61 +571,34 @@ fn val_graph(
     // the validation set are free (ratio); base-flow draws cost a flow inverse each (hybrid).
     let kc = match method {
         Method::Hybrid => kc.max(VAL_CONTRASTIVE_HYBRID),
-        _ => kc.max(VAL_CONTRASTIVE_RATIO).min(rows.saturating_sub(1)).max(1),
+        _ => kc
+            .max(VAL_CONTRASTIVE_RATIO)
+            .min(rows.saturating_sub(1))
+            .max(1),
     };
-    let gkl_val = GklParams::new(rows, kc, d, dim_x);
-    let gkl_val_buf = ctx.uniform("gkl-val", &gkl_val);
-    let rvplan = nets
+    // Fixed validation draws (same stream every epoch, no step counter) keep the
+    // early-stopping signal steady.
+    let ratio_v = nets
         .ratio
         .as_ref()
-        .map(|r| MlpPlan::inference(ctx, r, gkl_val.rows()))
+        .map(|r| {
+            ratio_term(
+                ctx,
+                r,
+                nets.flow.as_ref().filter(|_| method == Method::Hybrid),
+                GklParams::new(rows, kc, d, dim_x),
+                RatioInputs {
+                    theta: &th,
+                    x: &xv,
+                    context: &vctx,
+                    acc: &accs.rval,
+                },
+                seed ^ 0x5641_4c49_4441_5445,
+                None,
+            )
+        })
         .transpose()?;
-    // Fixed validation draws (same stream every epoch) keep the early-stopping signal steady.
-    let mut vdraw = match (&nets.flow, method) {
-        (Some(f), Method::Hybrid) => Some(FlowSamplePlan::with_options(
-            ctx,
-            f,
-            rows * kc,
-            &vctx,
-            FlowSampleOptions {
-                ctx_div: kc,
-                ..Default::default()
-            },
-        )?),
-        _ => None,
-    };
-    let mut ratio: Vec<Dispatch> = vec![];
-    if let Some(rp) = &rvplan {
-        if let Some(dp) = &mut vdraw {
-            ratio.extend(
-                dp.dispatches(ctx, seed ^ 0x5641_4c49_4441_5445, 0)
-                    .into_iter()
-                    .cloned(),
-            );
-        }
-        let contrast = vdraw
-            .as_ref()
-            .map_or(Contrast::Batch, |dp| Contrast::Draws(&dp.samples));
-        ratio.push(gkl::pairs(
-            ctx,
-            &gkl_val_buf,
-            &gkl_val,
-            &th,
-            &xv,
-            contrast,
-            &rp.x,
-        )?);
-        ratio.extend(rp.forward.iter().cloned());
-        ratio.push(gkl::loss(
-            ctx,
-            &gkl_val_buf,
-            &rp.y,
-            &rp.dy,
-            &accs.rval,
-            false,
-        )?);
-    }
-    unis.push(gkl_val_buf);
+    let ratio: Vec<Dispatch> = ratio_v.as_ref().map_or(vec![], |t| t.dispatches.clone());
     let full = base.iter().chain(&ratio).cloned().collect();
     Ok(ValGraph {
         rows,
@@ -593,7 +606,7 @@ fn val_graph(
         th,
         full,
         base,
-        _keep: (vemb, vplan, rvplan, vdraw, unis),
+        _keep: (vemb, vplan, ratio_v, unis),
     })
 }
 
