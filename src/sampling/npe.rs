@@ -120,12 +120,8 @@ impl NpePosterior {
 
     /// The flow's context for each observation row (z-scored x, through the embedding net if any).
     fn contexts(&self, xs: &[Vec<f64>]) -> GpuResult<Vec<Vec<f64>>> {
+        self.check_x(xs)?;
         let dx = self.model.dim_x;
-        for x in xs {
-            if x.len() != dx {
-                return Err(GpuError::InvalidArgument(format!("observation has {} values, the model needs {dx}", x.len())));
-            }
-        }
         let z: Vec<Vec<f64>> = xs.iter().map(|x| self.model.preprocess.x_forward(x)).collect();
         let Some(emb) = &self.emb else { return Ok(z) };
         let plan = MlpPlan::new(&self.ctx, emb, xs.len())?;
