@@ -36,6 +36,8 @@ fn settings(kind: FlowKind) -> NpeSettings {
         validation_fraction: 0.1,
         clip_norm: 5.0,
         weight_decay: 0.0,
+        lr_patience: 0,
+        lr_factor: 0.5,
         seed: 3,
         unconstrained: false,
     }
@@ -107,4 +109,36 @@ fn a_model_directory_with_a_wrong_version_is_rejected_with_a_clear_message() {
     std::fs::remove_dir_all(&dir).ok();
     let missing = NpeModel::load(std::path::Path::new("/nonexistent/model")).unwrap_err().to_string();
     assert!(missing.contains("/nonexistent/model") && missing.contains("config.json"), "{missing}");
+}
+
+#[test]
+fn the_learning_rate_is_cut_after_each_plateau_and_recorded_per_epoch() {
+    let ctx = ctx();
+    let prior = Prior::from_json(r#"{"type": "gaussian", "mean": [0, 0], "cov": [[1, 0], [0, 1]]}"#).unwrap();
+    // Few rows and a large step: the validation loss stalls within a few epochs.
+    let (theta, x) = data(600, 4);
+    let s = NpeSettings {
+        lr: 1e-2,
+        max_epochs: 30,
+        patience: 30,
+        lr_patience: 2,
+        lr_factor: 0.25,
+        ..settings(FlowKind::Maf)
+    };
+    let out = train_npe(ctx, &prior, &theta, &x, 2, &s, None, |_| {}).unwrap();
+    let h = &out.history;
+    assert_eq!(h[0].lr, Some(1e-2f32 as f64));
+    let mut since = 0;
+    let mut cuts = 0;
+    for w in h.windows(2) {
+        since = if w[0].best { 0 } else { since + 1 };
+        let want = if since > 0 && since % 2 == 0 { 0.25 } else { 1.0 };
+        let (a, b) = (w[0].lr.unwrap(), w[1].lr.unwrap());
+        assert_eq!(b, (a as f32 * want as f32) as f64, "epoch {}: lr {a} -> {b}", w[1].epoch);
+        cuts += (want < 1.0) as usize;
+    }
+    assert!(cuts >= 1, "no plateau in {} epochs: the test exercises nothing", h.len());
+    // A constant rate when the schedule is off.
+    let flat = train_npe(ctx, &prior, &theta, &x, 2, &NpeSettings { lr_patience: 0, max_epochs: 8, ..s }, None, |_| {}).unwrap();
+    assert!(flat.history.iter().all(|m| m.lr == Some(1e-2f32 as f64)));
 }

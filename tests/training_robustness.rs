@@ -63,6 +63,8 @@ fn settings(method: Method, epochs: usize) -> NpeSettings {
         validation_fraction: 0.1,
         clip_norm: 5.0,
         weight_decay: 0.0,
+        lr_patience: 0,
+        lr_factor: 0.5,
         seed: 11,
         unconstrained: false,
     }

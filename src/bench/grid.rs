@@ -146,6 +146,8 @@ impl TrainProfile {
             validation_fraction: 0.1,
             clip_norm: 5.0,
             weight_decay: 0.0,
+            lr_patience: 0,
+            lr_factor: 0.5,
             seed,
             unconstrained: false,
         }

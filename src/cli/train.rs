@@ -17,6 +17,14 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+fn half() -> f32 {
+    0.5
+}
+
+fn relu() -> Activation {
+    Activation::Relu
+}
+
 /// Arguments that may be given again with `--resume` (they override the stored ones).
 const RESUME_OVERRIDES: [&str; 3] = ["resume", "max_epochs", "checkpoint_every"];
 
@@ -42,6 +50,10 @@ pub struct TrainArgs {
     /// Ratio network: residual blocks
     #[arg(long, default_value_t = 2)]
     ratio_blocks: usize,
+    /// Ratio network: activation
+    #[arg(long, value_enum, default_value_t = Activation::Relu)]
+    #[serde(default = "relu")]
+    ratio_activation: Activation,
     /// Flow family
     #[arg(long, value_enum, default_value_t = FlowKind::Nsf)]
     flow: FlowKind,
@@ -83,6 +95,14 @@ pub struct TrainArgs {
     /// Decoupled (AdamW) weight decay on every parameter (0: none)
     #[arg(long, default_value_t = 0.0)]
     weight_decay: f32,
+    /// Multiply the learning rate by --lr-factor after this many epochs in a row without a
+    /// better validation loss (0: constant learning rate)
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    lr_patience: usize,
+    #[arg(long, default_value_t = 0.5)]
+    #[serde(default = "half")]
+    lr_factor: f32,
     /// Flow transforms
     #[arg(long, default_value_t = 5)]
     transforms: usize,
@@ -365,7 +385,7 @@ fn run_with(gpu: &GpuArgs, a: TrainArgs, out: PathBuf, resume: Option<Checkpoint
             out_dim: 1,
             hidden: a.ratio_hidden,
             blocks: a.ratio_blocks,
-            act: Activation::Relu,
+            act: a.ratio_activation,
             residual: true,
         }),
         contrastive: a.contrastive,
@@ -396,6 +416,8 @@ fn run_with(gpu: &GpuArgs, a: TrainArgs, out: PathBuf, resume: Option<Checkpoint
         validation_fraction: a.validation_fraction,
         clip_norm: a.clip_norm,
         weight_decay: a.weight_decay,
+        lr_patience: a.lr_patience,
+        lr_factor: a.lr_factor,
         seed: a.seed,
         unconstrained: a.unconstrained,
     };

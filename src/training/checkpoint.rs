@@ -40,6 +40,9 @@ pub struct CheckpointState {
     pub best_val_bits: u64,
     pub best_epoch: usize,
     pub since_best: usize,
+    /// The learning rate for the next epoch (plateau schedule), as `f32::to_bits`.
+    #[serde(default)]
+    pub lr_bits: Option<u32>,
     /// Training seconds so far (the metrics' clock continues from here).
     pub seconds: f64,
     pub adam_step: u32,

@@ -72,6 +72,12 @@ pub struct NpeSettings {
     /// Decoupled (AdamW) weight decay on every parameter; 0 disables it.
     #[serde(default)]
     pub weight_decay: f32,
+    /// Learning-rate plateau schedule: after this many epochs in a row without a better
+    /// validation loss the learning rate is multiplied by `lr_factor` (0: constant rate).
+    #[serde(default)]
+    pub lr_patience: usize,
+    #[serde(default = "half")]
+    pub lr_factor: f32,
     pub seed: u64,
     /// Model θ in the prior's unconstrained space (no leakage outside a bounded support).
     pub unconstrained: bool,
@@ -79,6 +85,10 @@ pub struct NpeSettings {
 
 fn one() -> usize {
     1
+}
+
+fn half() -> f32 {
+    0.5
 }
 
 /// The default ratio network: a residual MLP, 64 wide, two residual blocks, ReLU.
@@ -114,6 +124,9 @@ pub struct EpochMetrics {
     /// Hybrid: whether this epoch trained the base flow alone (`base_epochs`).
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub base_only: bool,
+    /// The learning rate this epoch trained with.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub lr: Option<f64>,
 }
 
 /// Draws `n` fresh (θ, x) pairs (original space, row-major) for seed `seed`: the `--online` source.
@@ -623,6 +636,7 @@ struct Snapshot {
     since_best: usize,
     seconds: f64,
     stopped_early: bool,
+    lr: f32,
 }
 
 /// A generator for epoch `epoch`'s row order: a function of (seed, epoch) only, so a resumed run
@@ -673,6 +687,12 @@ pub fn train(
         return Err(TrainError::Invalid(
             "--contrastive must be at least 1".into(),
         ));
+    }
+    if !(settings.lr_factor > 0.0 && settings.lr_factor <= 1.0) {
+        return Err(TrainError::Invalid(format!(
+            "--lr-factor must be in (0, 1], got {}",
+            settings.lr_factor
+        )));
     }
     let sc = scan(
         &source,
@@ -800,7 +820,7 @@ pub fn train(
             _ => None,
         },
     };
-    let adam = Adam::new(
+    let mut adam = Adam::new(
         ctx,
         AdamConfig {
             lr: settings.lr,
@@ -945,6 +965,9 @@ pub fn train(
         best_val = f64::from_bits(ck.state.best_val_bits);
         best_epoch = ck.state.best_epoch;
         since_best = ck.state.since_best;
+        if let Some(bits) = ck.state.lr_bits {
+            adam.set_lr(ctx, f32::from_bits(bits));
+        }
         stopped_early = ck.state.stopped_early;
         seconds0 = ck.state.seconds;
         first_epoch = ck.state.epoch + 1;
@@ -997,6 +1020,7 @@ pub fn train(
                 best_val_bits: s.best_val.to_bits(),
                 best_epoch: s.best_epoch,
                 since_best: s.since_best,
+                lr_bits: Some(s.lr.to_bits()),
                 seconds: s.seconds,
                 adam_step: s.state[0],
                 history: history[..s.epoch].to_vec(),
@@ -1189,6 +1213,16 @@ pub fn train(
         } else {
             since_best += 1;
         }
+        let lr_used = adam.config.lr;
+        if settings.lr_patience > 0
+            && !improved
+            && since_best % settings.lr_patience == 0
+            && !base_only
+        {
+            // A plateau: smaller steps from the next epoch on (the schedule is a function of the
+            // validation history only, so a resumed run follows it exactly).
+            adam.set_lr(ctx, lr_used * settings.lr_factor);
+        }
         let m = EpochMetrics {
             epoch,
             train_loss,
@@ -1199,6 +1233,7 @@ pub fn train(
             z_mean,
             z_var,
             base_only,
+            lr: Some(lr_used as f64),
         };
         on_epoch(&m);
         history.push(m);
@@ -1225,6 +1260,7 @@ pub fn train(
                     since_best,
                     seconds: history[epoch - 1].seconds,
                     stopped_early,
+                    lr: adam.config.lr,
                 })
             };
             snap = Some(read().map_err(|e| TrainError::Interrupted {
