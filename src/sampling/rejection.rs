@@ -438,7 +438,7 @@ impl<'a> RejectionSampler<'a> {
                     s.max_f = s.max_f.max(max_f);
                     if s.warm >= cfg.m_proposals as u64 && s.max_f.is_finite() {
                         s.sampling = true;
-                        s.log_m = s.max_f + ln_factor;
+                        s.log_m = as_on_gpu(s.max_f + ln_factor);
                     } else if s.warm >= cfg.max_proposals {
                         s.done = true;
                         s.report.stopped = Some(format!("no proposal inside the prior's support in {} warm-up proposals", s.warm));
@@ -449,12 +449,12 @@ impl<'a> RejectionSampler<'a> {
                     s.raw_accepted = (cnt[2 * o] as u64).saturating_sub(s.raw_base);
                     s.report.outside_support += outside;
                     // Σ exp f = e^{log M} Σ exp(f − log M), summed in f64 on the host.
-                    s.z_sum += sum_e * (s.log_m as f32 as f64).exp();
+                    s.z_sum += sum_e * s.log_m.exp();
                     s.report.exceeded_m = cnt[2 * o + 1] as u64;
                     s.accepted = (cnt[2 * o] as usize).min(n);
-                    if max_f > s.log_m as f32 as f64 && cfg.restart_on_exceed {
-                        let old = s.log_m as f32 as f64;
-                        s.log_m = max_f + ln_factor;
+                    if max_f > s.log_m && cfg.restart_on_exceed {
+                        let old = s.log_m;
+                        s.log_m = as_on_gpu(max_f + ln_factor);
                         s.report.restarts += 1;
                         s.raw_accepted = 0;
                         s.since_restart = 0;
@@ -482,7 +482,7 @@ impl<'a> RejectionSampler<'a> {
                 let k = s.accepted.min(n);
                 let rows: Vec<f32> = if k > 0 { ctx.read_range(&out_t, o * n * (d + 1), k * (d + 1))? } else { vec![] };
                 let seed_o = seed ^ ((base + o) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (s.report.restarts as u64) << 48;
-                let kept = thin(&rows, d, old, s.log_m as f32 as f64, seed_o);
+                let kept = thin(&rows, d, old, s.log_m, seed_o);
                 if !kept.is_empty() {
                     ctx.write(&out_t, o * n * (d + 1), &kept)?;
                 }
@@ -507,6 +507,12 @@ impl<'a> RejectionSampler<'a> {
         }
         Ok((samples, reports))
     }
+}
+
+/// log M as the accept kernel sees it (an f32 uniform): the host keeps exactly that value, so
+/// its Z sums, exceedance test and thinning agree with the GPU's comparisons.
+fn as_on_gpu(log_m: f64) -> f64 {
+    log_m as f32 as f64
 }
 
 /// Keeps each stored row (θ, f) with probability (e^f / M_new) / min(1, e^f / M_old): the rows
