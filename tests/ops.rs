@@ -97,6 +97,56 @@ fn elementwise_activations_match_cpu() {
 }
 
 #[test]
+fn gradient_accumulation_over_micro_batches_matches_cpu() {
+    // The trainer's pattern for a micro-batches: acc = g₀; acc += gᵢ (0 < i < a − 1);
+    // g = acc + g_last, so the optimizer reads the sum from the gradient buffer itself.
+    let ctx = ctx();
+    let f32s = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<_>>();
+    let as64 = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
+    for (n, micros) in [(1usize, 2usize), (257, 2), (1036, 3), (5003, 4)] {
+        let gs: Vec<Vec<f64>> = (0..micros)
+            .map(|i| randn(&mut rng(40 + i as u64), n, 2.0))
+            .collect();
+        // Stale contents must not leak in: both buffers start with garbage.
+        let grad = ctx.tensor_from("grad", &f32s(&vec![7.5; n + 3])).unwrap();
+        let acc = ctx.tensor_from("acc", &f32s(&vec![-3.25; n])).unwrap();
+        let first = ctx.uniform("first", &EwParams::accumulate(n, false));
+        let add = ctx.uniform("add", &EwParams::accumulate(n, true));
+        let d_first = elementwise::accumulate(ctx, &first, n, &grad, &acc).unwrap();
+        let d_mid = elementwise::accumulate(ctx, &add, n, &grad, &acc).unwrap();
+        let d_last = elementwise::accumulate(ctx, &add, n, &acc, &grad).unwrap();
+        let (mut want_acc, mut want_g) = (vec![0.0; n], vec![0.0; n]);
+        for (i, g) in gs.iter().enumerate() {
+            // Each micro-batch's backward pass overwrites the gradient buffer.
+            ctx.write(&grad, 0, &f32s(g)).unwrap();
+            let g32 = as64(f32s(g));
+            let d = if i == 0 {
+                elementwise::cpu::accumulate(&g32, &mut want_acc, false);
+                &d_first
+            } else if i + 1 < micros {
+                elementwise::cpu::accumulate(&g32, &mut want_acc, true);
+                &d_mid
+            } else {
+                want_g = g32.clone();
+                elementwise::cpu::accumulate(&want_acc, &mut want_g, true);
+                &d_last
+            };
+            ctx.run(&[d]).unwrap();
+        }
+        let got = as64(ctx.read_range::<f32>(&grad, 0, n).unwrap());
+        let sum: Vec<f64> = (0..n).map(|j| gs.iter().map(|g| g[j]).sum()).collect();
+        assert_close(&format!("accumulate n={n} a={micros}"), &got, &want_g, 1e-5, 1e-5);
+        assert_close(&format!("sum n={n} a={micros}"), &got, &sum, 1e-4, 1e-4);
+        // Elements past n are left alone.
+        let tail = ctx.read::<f32>(&grad).unwrap();
+        assert_eq!(&tail[n..], &[7.5; 3]);
+    }
+    let short = ctx.tensor_zeros("short", 3).unwrap();
+    let p = ctx.uniform("p", &EwParams::accumulate(4, true));
+    assert!(elementwise::accumulate(ctx, &p, 4, &short, &short).is_err());
+}
+
+#[test]
 fn activation_derivatives_match_finite_differences() {
     for act in Activation::ALL {
         for i in 0..200 {
