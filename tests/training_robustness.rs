@@ -1,7 +1,8 @@
 //! The trainer under interruption, large data and small adapters: checkpoints and bit-identical
 //! resumption (after injected device loss and out-of-memory faults), determinism, shard folders
 //! streamed in bounded GPU blocks (equal, bit for bit, to training on the same rows in memory),
-//! batches halved to fit a small binding limit, and damaged checkpoints refused cleanly.
+//! batches split into micro-batches with accumulated gradients under a small binding limit (the
+//! same optimization as the whole batch), and damaged checkpoints refused cleanly.
 
 mod common;
 use common::*;
@@ -486,64 +487,129 @@ fn resuming_with_other_settings_or_other_data_is_refused() {
     assert_eq!((more.resumed_after, more.history.len()), (Some(2), 4));
 }
 
-#[test]
-fn a_batch_too_large_for_the_binding_limit_is_halved_with_a_notice() {
-    let mut small = ctx().clone();
-    small.limits.max_storage_buffer_binding_size = 24_000;
-    let (t, x) = data(1000, 12);
-    let s = NpeSettings {
-        batch_size: 256,
-        ..settings(Method::Npe, 2)
-    };
+/// Trains under a binding limit of `limit` bytes (None: the adapter's own), with the block bound
+/// at 24 000 bytes in any case (so that the blocks do not depend on the limit) and a final
+/// checkpoint in `run`; returns the outcome, the checkpoint and the notices.
+fn limited(
+    limit: Option<u64>,
+    t: &[f64],
+    x: &[f64],
+    s: &NpeSettings,
+    run: &Path,
+    resume: Option<Checkpoint>,
+) -> (TrainOutcome, Checkpoint, Vec<String>) {
+    let mut c = ctx().clone();
+    if let Some(l) = limit {
+        c.limits.max_storage_buffer_binding_size = l;
+    }
     let mut notices = vec![];
     let out = train(
-        &small,
+        &c,
         &prior(),
-        mem(&t, &x),
-        &s,
+        mem(t, x),
+        s,
         None,
-        TrainOptions::default(),
+        TrainOptions {
+            block_bytes: Some(24_000),
+            checkpoint: ck(run, 0),
+            resume,
+            ..Default::default()
+        },
         &mut |_| {},
         &mut |n| notices.push(n.to_string()),
     )
     .unwrap();
-    assert!(
-        out.batch_size < 256 && out.batch_size >= 1,
-        "batch {}",
-        out.batch_size
-    );
-    assert!(out.blocks > 1, "the block bound follows the binding limit");
-    assert!(
-        notices
-            .iter()
-            .any(|n| n.contains("batch size 256") && n.contains("largest binding")),
-        "{notices:?}"
-    );
-    assert!(out
-        .history
+    let cp = Checkpoint::load(&Checkpoint::dir_of(run)).unwrap();
+    (out, cp, notices)
+}
+
+/// max |a − b| / max |b|.
+fn rel_diff(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f64, |m, v| m.max(v.abs() as f64));
+    let d = a
         .iter()
-        .all(|m| m.train_loss.is_finite() && m.val_loss.is_finite()));
-    // The same limit with room for the batch: no notice about it.
-    let mut notices2 = vec![];
-    let s2 = NpeSettings {
-        batch_size: out.batch_size,
-        ..s
-    };
-    train(
-        &small,
-        &prior(),
-        mem(&t, &x),
-        &s2,
-        None,
-        TrainOptions::default(),
-        &mut |_| {},
-        &mut |n| notices2.push(n.to_string()),
-    )
-    .unwrap();
-    assert!(
-        !notices2.iter().any(|n| n.contains("largest binding")),
-        "{notices2:?}"
-    );
+        .zip(b)
+        .fold(0f64, |m, (x, y)| m.max((x - y).abs() as f64));
+    d / scale
+}
+
+#[test]
+fn a_batch_too_large_for_the_binding_limit_is_split_into_micro_batches_that_train_like_the_whole_batch() {
+    // 900 training rows in 2 blocks of 450 (24 000-byte bound) for every run. Under a 24 000-byte
+    // binding limit the flow's tape (or the ratio net's activations) of a batch of 250 or 256
+    // rows does not fit: the batch is processed in micro-batches whose gradients are summed,
+    // with one optimizer step per batch. The models, and Adam's moments (which see the gradient's
+    // scale), must equal the unsplit run's up to float summation order.
+    let (t, x) = data(1000, 12);
+    let limit = 24_000;
+    // (method, batch, micro-batches, rows of each, rows of the last)
+    for (method, batch, parts, rows, last) in [
+        (Method::Npe, 256, 4, 64, 64),
+        (Method::Npe, 250, 4, 63, 61),
+        (Method::Ratio, 256, 3, 86, 84),
+        (Method::Hybrid, 250, 4, 63, 61),
+    ] {
+        let tag = format!("{method:?}-{batch}");
+        let s = NpeSettings {
+            batch_size: batch,
+            ..settings(method, 4)
+        };
+        let (whole, wck, wn) = limited(None, &t, &x, &s, &scratch(&format!("split-{tag}-whole")), None);
+        let split_dir = scratch(&format!("split-{tag}-split"));
+        let (split, sck, sn) = limited(Some(limit), &t, &x, &s, &split_dir, None);
+        assert_eq!((whole.micro_batches, whole.batch_size), (1, batch), "{tag}");
+        assert_eq!((split.micro_batches, split.batch_size), (parts, batch), "{tag}");
+        assert_eq!((split.blocks, whole.blocks), (2, 2), "{tag}");
+        assert!(!wn.iter().any(|n| n.contains("micro-batches")), "{tag}: {wn:?}");
+        let tail = if last < rows { format!(" (the last {last})") } else { String::new() };
+        assert!(
+            sn.iter().any(|n| n.contains(&format!("batch size {batch} needs buffer '"))
+                && n.contains("largest binding (24000 bytes)")
+                && n.contains(&format!("{parts} micro-batches of {rows} rows{tail} and sums their gradients"))),
+            "{tag}: {sn:?}"
+        );
+        assert_eq!(
+            (sck.state.batch_size, sck.state.micro_batches, sck.adam_state[0]),
+            (batch, parts, wck.adam_state[0]),
+            "{tag}: one optimizer step per batch"
+        );
+        assert_eq!(split.best_epoch, whole.best_epoch, "{tag}");
+        for (what, a, b, tol) in [
+            ("model", &split.model.params, &whole.model.params, 1e-5),
+            ("last parameters", &sck.params, &wck.params, 1e-5),
+            ("Adam m", &sck.adam_m, &wck.adam_m, 1e-4),
+            ("Adam v", &sck.adam_v, &wck.adam_v, 1e-4),
+        ] {
+            let r = rel_diff(a, b);
+            eprintln!("{tag}: {what} differs by {r:.2e} (relative to its largest entry)");
+            assert!(r < tol, "{tag}: split and whole-batch {what} differ by {r:.2e}");
+        }
+        // The gradient norm of the last step (Adam's state word 2): the micro-batch gradients
+        // sum to the whole batch's mean gradient, not to a multiple of it.
+        let (gs, gw) = (f32::from_bits(sck.adam_state[2]), f32::from_bits(wck.adam_state[2]));
+        assert!((gs - gw).abs() <= 1e-4 * gw, "{tag}: gradient norm {gs} vs {gw}");
+        for (a, b) in split.history.iter().zip(&whole.history) {
+            assert!((a.train_loss - b.train_loss).abs() <= 1e-5 * b.train_loss.abs().max(1.0), "{tag}: {a:?} vs {b:?}");
+        }
+        if method == Method::Npe && batch == 256 {
+            // Not a smaller batch: batch 64 (more steps, other gradients) trains otherwise.
+            let s64 = NpeSettings { batch_size: 64, ..s.clone() };
+            let (small, _, _) = limited(None, &t, &x, &s64, &scratch("split-b64"), None);
+            let r = rel_diff(&small.model.params, &whole.model.params);
+            assert!(r > 1e-2, "batch 64 vs 256 differ by only {r:.2e}");
+            // The same limit with room for the batch: no split, no notice.
+            let (fits, _, n) = limited(Some(limit), &t, &x, &s64, &scratch("split-b64-limited"), None);
+            assert_eq!(fits.micro_batches, 1);
+            assert!(!n.iter().any(|n| n.contains("micro-batches")), "{n:?}");
+            // Resuming the split run on an adapter that needs no split: same optimization, and
+            // a notice that the bits will differ.
+            let more = NpeSettings { max_epochs: 5, ..s.clone() };
+            let (resumed, _, n) = limited(None, &t, &x, &more, &split_dir, Some(sck.clone()));
+            assert_eq!((resumed.resumed_after, resumed.micro_batches), (Some(4), 1));
+            assert!(n.iter().any(|n| n.contains("split each batch into 4 micro-batches")), "{n:?}");
+        }
+    }
 }
 
 #[test]
