@@ -11,7 +11,8 @@
 //!   4-word state (step counter, clip scale, gradient norm; stored as the f32 bit patterns of
 //!   the u32 words).
 //!
-//! The shuffling RNG has no state to store: each epoch's row order is drawn from a generator
+//! The shuffling RNG has no state to store: each epoch's data order (the rotation and visiting
+//! order of the training blocks, and the row order within each block) is drawn from a generator
 //! seeded by (seed, epoch). The train/validation split and the z-scores are re-derived from the
 //! seed and the data, and checked against the stored fingerprints; the data position is always
 //! an epoch boundary.

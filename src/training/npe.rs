@@ -4,7 +4,8 @@
 //! optimizer's step counter picks it), so a block's steps are one submission and an epoch sends
 //! back a few scalars. The training rows come in blocks no larger than a bound (64 MiB, or the
 //! adapter's largest binding if smaller), held in memory or streamed from a folder of shards by
-//! a CPU thread while the GPU trains on the previous block (`source`). With a run directory,
+//! a CPU thread while the GPU trains on the previous block (`source`); every epoch regroups and
+//! reorders the blocks and shuffles the rows within each, from a generator of (seed, epoch). With a run directory,
 //! the trainer checkpoints its whole state every few epochs and at the end (`checkpoint`), can
 //! resume from a checkpoint bit for bit, and on a GPU fault saves the last good state before it
 //! reports the error. A batch whose buffers exceed the adapter's binding limit is split, not
@@ -28,7 +29,8 @@ use crate::runtime::{Dispatch, GpuContext, GpuError, GpuResult, GpuTensor};
 use crate::training::checkpoint::{Checkpoint, CheckpointState, CHECKPOINT_VERSION};
 use crate::training::error::{SavedState, TrainError, TrainResult};
 use crate::training::source::{
-    block_bounds, pack_rows, preprocess_fingerprint, scan, stream_blocks, ScanReport, TrainSource,
+    block_bounds, epoch_blocks, epoch_rng, pack_rows, preprocess_fingerprint, scan, stream_blocks,
+    ScanReport, TrainSource,
 };
 use crate::training::Method;
 use gkl_tasks::Prior;
@@ -766,9 +768,7 @@ fn val_graph(
             )
         })
         .transpose()?;
-    let ratio: Vec<Dispatch> = ratio_v
-        .as_ref()
-        .map_or(vec![], |t| t.dispatches.concat());
+    let ratio: Vec<Dispatch> = ratio_v.as_ref().map_or(vec![], |t| t.dispatches.concat());
     let full = base.iter().chain(&ratio).cloned().collect();
     Ok(ValGraph {
         rows,
@@ -793,15 +793,6 @@ struct Snapshot {
     since_best: usize,
     seconds: f64,
     stopped_early: bool,
-}
-
-/// A generator for epoch `epoch`'s row order: a function of (seed, epoch) only, so a resumed run
-/// shuffles exactly as an uninterrupted one.
-fn epoch_rng(seed: u64, epoch: usize) -> StdRng {
-    let mut z = seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5348_5546_464c_4521;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    StdRng::seed_from_u64(z ^ (z >> 31))
 }
 
 /// Settings that must agree between a checkpoint and the run resuming it (`max_epochs` may grow).
@@ -1023,7 +1014,9 @@ pub fn train(
     }
     let grads = Grads {
         all: &arena.grads,
-        base_len: ratio_off.filter(|_| method == Method::Hybrid).unwrap_or(arena.grads.len),
+        base_len: ratio_off
+            .filter(|_| method == Method::Hybrid)
+            .unwrap_or(arena.grads.len),
     };
     let mut parts = 1;
     let mut first_failure = None;
@@ -1263,18 +1256,23 @@ pub fn train(
                 ),
                 _ => None,
             };
+            // This epoch's blocks (a rotation of the rows and an order of the blocks, drawn
+            // first; nothing with one block), then each block's row order, all from one
+            // generator of (seed, epoch).
+            let mut order = epoch_rng(settings.seed, epoch);
+            let plan = epoch_blocks(&bounds, &mut order);
             let mut streamed = match (&feed, &source) {
                 (Feed::Shards, TrainSource::Shards(s)) if online_rows.is_none() => {
                     Some(stream_blocks(
                         (*s).clone(),
                         sc.val_index.clone(),
+                        sc.dropped.clone(),
                         pre.clone(),
-                        bounds.clone(),
+                        plan.clone(),
                     ))
                 }
                 _ => None,
             };
-            let mut order = epoch_rng(settings.seed, epoch);
             ctx.write(&accs.acc, 0, &zeros)?;
             let step = if base_only {
                 &g.base_step
@@ -1283,20 +1281,25 @@ pub fn train(
             };
             let val_d = if base_only { &vg.base } else { &vg.full };
             let mut pairs = 0usize;
-            for k in 0..blocks {
-                let (lo, hi) = (bounds[k], bounds[k + 1]);
-                let rows = hi - lo;
+            for (k, runs) in plan.iter().enumerate() {
+                let rows: usize = runs.iter().map(|r| r.len()).sum();
                 if k > 0 {
                     // Let the previous block finish first, so that at most one block's upload
                     // is staged at a time (wgpu frees staging memory as submissions complete);
                     // the reader thread keeps preparing the next block meanwhile.
                     ctx.wait()?;
                 }
-                match (&online_rows, &feed, &mut streamed) {
-                    (Some((t, x)), _, _) => {
-                        ctx.write(&g.theta_blk, 0, &t[lo * d4..hi * d4])?;
-                        ctx.write(&g.x_blk, 0, &x[lo * dx4..hi * dx4])?;
+                let upload = |theta: &[f32], x: &[f32]| -> GpuResult<()> {
+                    let mut at = 0;
+                    for r in runs {
+                        ctx.write(&g.theta_blk, at * d4, &theta[r.start * d4..r.end * d4])?;
+                        ctx.write(&g.x_blk, at * dx4, &x[r.start * dx4..r.end * dx4])?;
+                        at += r.len();
                     }
+                    Ok(())
+                };
+                match (&online_rows, &feed, &mut streamed) {
+                    (Some((t, x)), _, _) => upload(t, x)?,
                     (None, _, Some(rx)) => {
                         let b = rx.recv().map_err(|_| {
                             TrainError::Invalid("the shard reader stopped".into())
@@ -1305,10 +1308,7 @@ pub fn train(
                         ctx.write(&g.theta_blk, 0, &b.theta)?;
                         ctx.write(&g.x_blk, 0, &b.x)?;
                     }
-                    (None, Feed::Memory { theta, x }, None) if blocks > 1 => {
-                        ctx.write(&g.theta_blk, 0, &theta[lo * d4..hi * d4])?;
-                        ctx.write(&g.x_blk, 0, &x[lo * dx4..hi * dx4])?;
-                    }
+                    (None, Feed::Memory { theta, x }, None) if blocks > 1 => upload(theta, x)?,
                     _ => {}
                 }
                 let steps = rows.div_ceil(g.batch);
@@ -1323,7 +1323,7 @@ pub fn train(
                 let mut idx: Vec<u32> = (0..rows as u32).collect();
                 idx.shuffle(&mut order);
                 ctx.write(&g.perm, 0, &idx)?;
-                let last = k + 1 == blocks && chunks == 1;
+                let last = k + 1 == plan.len() && chunks == 1;
                 let list: Vec<&Dispatch> = (0..steps)
                     .flat_map(|_| step.iter())
                     .chain(val_d.iter().filter(|_| last))
