@@ -2,6 +2,8 @@
 //   act_forward:  y = act(x)
 //   act_backward: dx = dy * act'(x)
 //   scale_add:    y = alpha * x + beta * y
+//   accumulate:   y = x (beta == 0) or y = y + x (beta != 0): gradient accumulation over
+//                 micro-batches (the sum of micro-batch gradients, one addition per micro-batch)
 
 struct EwParams {
     n: u32,
@@ -43,5 +45,17 @@ fn scale_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     let i = flat_id(gid, nwg);
     if (i < p.n) {
         y[i] = p.alpha * x[i] + p.beta * y[i];
+    }
+}
+
+@compute @workgroup_size(WG)
+fn accumulate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i < p.n) {
+        if (p.beta == 0.0) {
+            y[i] = x[i];
+        } else {
+            y[i] = y[i] + x[i];
+        }
     }
 }

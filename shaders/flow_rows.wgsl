@@ -455,8 +455,9 @@ fn sample(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
         }
     } else {
         for (var i = 0u; i < D; i++) {
-            xd[i] = vec4<f32>(philox_normal(rr.x * D + i), philox_normal(rr.y * D + i),
-                              philox_normal(rr.z * D + i), philox_normal(rr.w * D + i));
+            let g = rr + vec4<u32>(p.row_off);
+            xd[i] = vec4<f32>(philox_normal(g.x * D + i), philox_normal(g.y * D + i),
+                              philox_normal(g.z * D + i), philox_normal(g.w * D + i));
         }
     }
     var lq = log_normal(D);

@@ -3,9 +3,11 @@
 //          pairs (θ_i, x_i); rows B + i·K + k are the contrastive pairs (θ'_ik, x_i), θ'_ik either
 //          another θ of the batch, θ_{(i+k+1) mod B} (prior draws: the ratio surrogate), or row
 //          i·K + k of a buffer of draws from the base flow q(·|x_i) (the hybrid).
-//   loss:  L = scale · Σ_i [ −f(θ_i, x_i) + (1/K) Σ_k sexp(f(θ'_ik, x_i)) ]  (scale = 1/B),
-//          writes dL/df for every row and adds Σ −f, Σ_i Ẑ_i and Σ_i Ẑ_i² (Ẑ_i = (1/K) Σ_k sexp f,
-//          the Monte-Carlo estimate of Z(x_i)) to acc[0..3].
+//   loss:  L = scale · Σ_{i < valid} [ −f(θ_i, x_i) + (1/K) Σ_k sexp(f(θ'_ik, x_i)) ]
+//          (scale = 1/B; 1/(whole batch) for a micro-batch), writes dL/df for every row (exact
+//          zeros for the rows of x_i, i ≥ valid: the padding of a short last micro-batch) and adds
+//          Σ −f, Σ_i Ẑ_i and Σ_i Ẑ_i² over i < valid (Ẑ_i = (1/K) Σ_k sexp f, the Monte-Carlo
+//          estimate of Z(x_i)) to acc[0..3].
 // sexp(f) = exp(f) up to f = CAP, then its tangent line: convex, finite in f32, and its gradient
 // (at most e^CAP) still pushes an overconfident f down instead of overflowing to inf/NaN.
 
@@ -18,6 +20,10 @@ struct GklParams {
     d4: u32,     // vec4s per θ row
     x4: u32,     // vec4s per x row
     scale: f32,  // loss scale (1/B)
+    valid: u32,  // loss: rows i < valid count, the rest get zero gradients (≤ b)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 override WG: u32 = 64u;
@@ -86,6 +92,15 @@ fn loss(@builtin(local_invocation_id) lid: vec3<u32>) {
     var s = vec3<f32>(0.0);
     let inv_k = 1.0 / f32(p.k);
     for (var i = t; i < p.b; i += WGL) {
+        if (i >= p.valid) {
+            if (WRITE_GRAD) {
+                out_a[i * 4u] = 0.0;
+                for (var k = 0u; k < p.k; k++) {
+                    out_a[(p.b + i * p.k + k) * 4u] = 0.0;
+                }
+            }
+            continue;
+        }
         let f = src_a[i * 4u];
         s.x -= f;
         if (WRITE_GRAD) {

@@ -129,6 +129,59 @@ fn gkl_loss_reference_gradient_matches_its_own_finite_differences() {
     }
 }
 
+/// A micro-batch of a split batch: the loss kernel scales by 1/(whole batch), counts only the
+/// valid rows of a short last micro-batch and writes exact zeros for the padding rows (stale
+/// values in dL/df must not survive), and its gradients are the whole batch's for the same rows.
+#[test]
+fn gkl_loss_of_a_padded_micro_batch_counts_only_its_valid_rows() {
+    let ctx = ctx();
+    let (batch, m, k) = (7usize, 4usize, 2usize);
+    let mut g = rng(12);
+    let whole: Vec<f64> = (0..batch * (1 + k)).map(|_| g.random::<f64>() * 3.0 - 1.5).collect();
+    let (gw, sw) = gcpu::loss_grad(&whole, batch, k);
+    // Micro-batch i holds batch rows i·m .. i·m + valid in the [joint m | contrastive m·K] layout.
+    let mut sums = [0.0; 3];
+    for (off, valid) in [(0usize, 4usize), (4, 3)] {
+        let mut f = vec![0.0; m * (1 + k)];
+        for r in 0..m {
+            let src = (off + r).min(batch - 1); // padding rows: any finite values
+            f[r] = whole[src] + if r >= valid { 5.0 } else { 0.0 };
+            for kk in 0..k {
+                f[m + r * k + kk] = whole[batch + src * k + kk];
+            }
+        }
+        let p = GklParams::new(m, k, 2, 3).micro(batch, valid);
+        let uni = ctx.uniform("gkl", &p);
+        let ft = ctx.tensor_from("f", &f.iter().flat_map(|&v| [v as f32, 0.0, 0.0, 0.0]).collect::<Vec<f32>>()).unwrap();
+        let df = ctx.tensor_from("df", &vec![9.0f32; f.len() * 4]).unwrap();
+        let acc = ctx.tensor_zeros("acc", 4).unwrap();
+        let d = gkl::loss(ctx, &uni, &ft, &df, &acc, true).unwrap();
+        ctx.run(&[&d]).unwrap();
+        let got: Vec<f64> = ctx.read::<f32>(&df).unwrap().iter().step_by(4).map(|&v| v as f64).collect();
+        let f32s: Vec<f64> = f.iter().map(|&v| v as f32 as f64).collect();
+        let (want, s) = gcpu::loss_grad_micro(&f32s, m, k, valid, batch);
+        assert_close(&format!("dL/df of micro-batch at {off}"), &got, &want, 1e-6, 1e-5);
+        for r in valid..m {
+            assert_eq!(got[r], 0.0);
+            assert!((0..k).all(|kk| got[m + r * k + kk] == 0.0));
+        }
+        for r in 0..valid {
+            assert!((want[r] - gw[off + r]).abs() < 1e-12);
+            for kk in 0..k {
+                assert!((want[m + r * k + kk] - gw[batch + (off + r) * k + kk]).abs() < 1e-6);
+            }
+        }
+        let a = ctx.read::<f32>(&acc).unwrap();
+        for j in 0..3 {
+            assert!((a[j] as f64 - s[j]).abs() <= 1e-4 * s[j].abs().max(1.0), "sum {j}: {} vs {}", a[j], s[j]);
+            sums[j] += s[j];
+        }
+    }
+    for j in 0..3 {
+        assert!((sums[j] - sw[j]).abs() <= 1e-4 * sw[j].abs().max(1.0), "micro-batch sums {sums:?} vs the whole batch's {sw:?}");
+    }
+}
+
 /// The hybrid's contrastive draws: K per x from the base flow given that x's context, fresh at
 /// every optimizer step (the GPU step counter), each the flow's inverse of its Philox normals.
 #[test]
@@ -163,6 +216,21 @@ fn hybrid_draws_invert_the_base_flow_for_their_own_x_and_change_every_step() {
         }
         previous = Some(draws);
     }
+    // A micro-batch of 2 of the 5 x (rows 2, 3) draws with a row offset exactly what those rows
+    // of the whole batch drew.
+    let (off, mb) = (2usize, 2usize);
+    let ct2 = ctx.tensor_from("ctx-micro", &pack(&c[off * e..(off + mb) * e], mb, e)).unwrap();
+    let mut micro = FlowSamplePlan::with_options(ctx, &flow, mb * k, &ct2, FlowSampleOptions { ctx_div: k, step_counter: Some(&step), ..Default::default() }).unwrap();
+    let whole = unpack(&ctx.read::<f32>(&plan.samples).unwrap(), b * k, d);
+    let _ = micro.dispatches(ctx, 9, 0);
+    let (at, _u) = micro.at_row_offset(ctx, off * k).unwrap();
+    ctx.run(&[&at]).unwrap();
+    let part = unpack(&ctx.read::<f32>(&micro.samples).unwrap(), mb * k, d);
+    assert_eq!(part, whole[off * k * d..(off + mb) * k * d].to_vec(), "row-offset draws differ from the whole batch's");
+    let ds = micro.dispatches(ctx, 9, 0);
+    ctx.run(&ds).unwrap();
+    let plain = unpack(&ctx.read::<f32>(&micro.samples).unwrap(), mb * k, d);
+    assert_ne!(plain, part, "without the offset the micro-batch draws rows 0.. of the stream");
 }
 
 fn box_pre(d: usize) -> Preprocess {

@@ -160,6 +160,109 @@ fn npz_round_trip_mixed() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Rows r of a row-major [n, d] array (or n values).
+fn rows_slice(data: &[f64], d: usize, r: std::ops::Range<usize>) -> Vec<f64> {
+    data[r.start * d..r.end * d].to_vec()
+}
+
+#[test]
+fn npy_and_npz_rows_read_only_the_rows_asked_for() {
+    let dir = scratch("rows");
+    let (n, d) = (37usize, 3usize);
+    let m: Vec<f64> = (0..n * d).map(|i| i as f64 * 0.5 - 3.0).collect();
+    let v: Vec<f64> = (0..n).map(|i| i as f64 * 1.25).collect();
+    let c64 = dir.join("c64.npy");
+    let c32 = dir.join("c32.npy");
+    let one = dir.join("one.npy");
+    let fort = dir.join("fortran.npy");
+    io::write_npy_f64(&c64, &[n, d], &m).unwrap();
+    io::write_npy_f32(
+        &c32,
+        &[n, d],
+        &m.iter().map(|&x| x as f32).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    io::write_npy_f64(&one, &[n], &v).unwrap();
+    // Fortran order: the column-major bytes of the same matrix under a patched header.
+    let cols: Vec<f64> = (0..d)
+        .flat_map(|j| (0..n).map(move |i| (i, j)))
+        .map(|(i, j)| m[i * d + j])
+        .collect();
+    let mut bytes = io::npy_bytes_f64(&[n, d], &cols).unwrap();
+    let key = b"'fortran_order': False, ";
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap();
+    bytes[at..at + 24].copy_from_slice(b"'fortran_order': True,  ");
+    fs::write(&fort, &bytes).unwrap();
+    assert_eq!(
+        io::read_npy_f64(&fort).unwrap().data,
+        m,
+        "the patched file reads as the matrix"
+    );
+    let (sm, sv) = ([n, d], [n]);
+    let entries: Vec<io::NpzEntry<'_>> = vec![
+        ("theta", &sm, NpyData::F64(&m)),
+        ("x", &sv, NpyData::F64(&v)),
+    ];
+    let (zs, zc) = (dir.join("stored.npz"), dir.join("deflated.npz"));
+    io::write_npz(&zs, &entries).unwrap();
+    io::write_npz_compressed(&zc, &entries).unwrap();
+    for r in [0..0, 0..n, 5..6, 10..37, 36..37, 0..1, 17..30] {
+        for p in [&c64, &c32, &fort] {
+            let a = io::read_npy_rows(p, r.clone()).unwrap();
+            assert_eq!(a.shape, vec![r.len(), d], "{} {r:?}", p.display());
+            assert_eq!(
+                a.data,
+                rows_slice(&m, d, r.clone()),
+                "{} {r:?}",
+                p.display()
+            );
+        }
+        let a = io::read_npy_rows(&one, r.clone()).unwrap();
+        assert_eq!(
+            (a.shape, a.data),
+            (vec![r.len()], rows_slice(&v, 1, r.clone()))
+        );
+        for z in [&zs, &zc] {
+            let a = io::read_npz_rows(z, &["theta", "x"], r.clone()).unwrap();
+            assert_eq!(
+                a[0].data,
+                rows_slice(&m, d, r.clone()),
+                "{} {r:?}",
+                z.display()
+            );
+            assert_eq!(
+                a[1].data,
+                rows_slice(&v, 1, r.clone()),
+                "{} {r:?}",
+                z.display()
+            );
+        }
+    }
+    // Rows past the end, a missing array, a file cut short: errors that say so.
+    let e = io::read_npy_rows(&c64, 30..38).unwrap_err().to_string();
+    assert!(
+        e.contains("c64.npy") && e.contains("rows 30..38") && e.contains("37×3"),
+        "{e}"
+    );
+    let e = io::read_npz_rows(&zs, &["theta", "y"], 0..2)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("'y'") && e.contains("theta, x"), "{e}");
+    let full = fs::read(&c64).unwrap();
+    let cut = dir.join("cut.npy");
+    fs::write(&cut, &full[..full.len() - 10]).unwrap();
+    assert_eq!(
+        io::read_npy_rows(&cut, 0..5).unwrap().data,
+        rows_slice(&m, d, 0..5)
+    );
+    let e = io::read_npy_rows(&cut, 30..37).unwrap_err().to_string();
+    assert!(
+        e.contains("cut.npy") && e.contains("ends before row 37"),
+        "{e}"
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn npy_stream_framing() {
     // Several messages back to back, as on a pipe.

@@ -5,10 +5,12 @@ mod common;
 use common::*;
 use gkl_gpu::kernels::adam::{cpu::AdamCpu, Adam, AdamConfig};
 use gkl_gpu::kernels::elementwise::{self, EwParams};
+use gkl_gpu::kernels::gather::{self, GatherParams};
 use gkl_gpu::kernels::reduce::{self, ReduceOp, ReduceParams};
 use gkl_gpu::kernels::rng::{self, philox4x32, RngMode, RngParams, RngStream};
 use gkl_gpu::kernels::Activation;
 use gkl_gpu::runtime::{Bind, GpuError};
+use rand::Rng;
 
 #[test]
 fn reductions_match_cpu_on_ragged_sizes() {
@@ -93,6 +95,119 @@ fn elementwise_activations_match_cpu() {
             .collect();
         assert_close(&format!("{act:?} forward"), &got_y, &want_y, 1e-5, 1e-4);
         assert_close(&format!("{act:?} backward"), &got_dx, &want_dx, 1e-5, 1e-4);
+    }
+}
+
+#[test]
+fn gradient_accumulation_over_micro_batches_matches_cpu() {
+    // The trainer's pattern for a micro-batches: acc = g₀; acc += gᵢ (0 < i < a − 1);
+    // g = acc + g_last, so the optimizer reads the sum from the gradient buffer itself.
+    let ctx = ctx();
+    let f32s = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<_>>();
+    let as64 = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
+    for (n, micros) in [(1usize, 2usize), (257, 2), (1036, 3), (5003, 4)] {
+        let gs: Vec<Vec<f64>> = (0..micros)
+            .map(|i| randn(&mut rng(40 + i as u64), n, 2.0))
+            .collect();
+        // Stale contents must not leak in: both buffers start with garbage.
+        let grad = ctx.tensor_from("grad", &f32s(&vec![7.5; n + 3])).unwrap();
+        let acc = ctx.tensor_from("acc", &f32s(&vec![-3.25; n])).unwrap();
+        let first = ctx.uniform("first", &EwParams::accumulate(n, false));
+        let add = ctx.uniform("add", &EwParams::accumulate(n, true));
+        let d_first = elementwise::accumulate(ctx, &first, n, &grad, &acc).unwrap();
+        let d_mid = elementwise::accumulate(ctx, &add, n, &grad, &acc).unwrap();
+        let d_last = elementwise::accumulate(ctx, &add, n, &acc, &grad).unwrap();
+        let (mut want_acc, mut want_g) = (vec![0.0; n], vec![0.0; n]);
+        for (i, g) in gs.iter().enumerate() {
+            // Each micro-batch's backward pass overwrites the gradient buffer.
+            ctx.write(&grad, 0, &f32s(g)).unwrap();
+            let g32 = as64(f32s(g));
+            let d = if i == 0 {
+                elementwise::cpu::accumulate(&g32, &mut want_acc, false);
+                &d_first
+            } else if i + 1 < micros {
+                elementwise::cpu::accumulate(&g32, &mut want_acc, true);
+                &d_mid
+            } else {
+                want_g = g32.clone();
+                elementwise::cpu::accumulate(&want_acc, &mut want_g, true);
+                &d_last
+            };
+            ctx.run(&[d]).unwrap();
+        }
+        let got = as64(ctx.read_range::<f32>(&grad, 0, n).unwrap());
+        let sum: Vec<f64> = (0..n).map(|j| gs.iter().map(|g| g[j]).sum()).collect();
+        assert_close(&format!("accumulate n={n} a={micros}"), &got, &want_g, 1e-5, 1e-5);
+        assert_close(&format!("sum n={n} a={micros}"), &got, &sum, 1e-4, 1e-4);
+        // Elements past n are left alone.
+        let tail = ctx.read::<f32>(&grad).unwrap();
+        assert_eq!(&tail[n..], &[7.5; 3]);
+    }
+    let short = ctx.tensor_zeros("short", 3).unwrap();
+    let p = ctx.uniform("p", &EwParams::accumulate(4, true));
+    assert!(elementwise::accumulate(ctx, &p, 4, &short, &short).is_err());
+}
+
+#[test]
+fn gathered_micro_batches_and_contrastive_rows_match_cpu() {
+    // Rows of 8 floats (d4 = 2) whose values name the row; two models with their own
+    // permutations; the last batch of the epoch wraps around the permutation.
+    let ctx = ctx();
+    let (n, n_train, models, d4) = (50usize, 37usize, 2usize, 2usize);
+    let data: Vec<f32> = (0..n * 4 * d4).map(|i| (i / (4 * d4)) as f32 + 0.001 * (i % 8) as f32).collect();
+    let mut g = rng(21);
+    let perm: Vec<u32> = (0..models * n_train).map(|_| g.random_range(0..n as u32)).collect();
+    let data_t = ctx.tensor_from("data", &data).unwrap();
+    let perm_t = ctx.tensor_from("perm", &perm).unwrap();
+    let (batch, steps) = (10usize, 4usize);
+    for counter in [0u32, 2, 3, 7] {
+        let ctr = ctx.tensor_from("counter", &[counter, 0, 0, 0]).unwrap();
+        let row_of = |v: &[f32]| -> Vec<usize> { v.chunks(4 * d4).map(|r| r[0] as usize).collect() };
+        // Micro-batches of 4, 4, 2 rows together are the whole batch.
+        let whole = GatherParams::new(batch, d4, n_train, steps, models);
+        let mut parts: Vec<Vec<usize>> = vec![vec![]; models];
+        for (off, rows) in [(0usize, 4usize), (4, 4), (8, 2)] {
+            for k in [0usize, 1, 3] {
+                let p = whole.micro(batch, off, rows).contrastive(k.max(1));
+                let u = ctx.uniform("p", &p);
+                let out = ctx.tensor_zeros("out", models * rows * k.max(1) * 4 * d4).unwrap();
+                let (d, want) = if k == 0 {
+                    (
+                        gather::gather_rows(ctx, &u, &p, &data_t, &perm_t, &ctr, &out).unwrap(),
+                        gather::cpu::rows(&p, &perm, counter),
+                    )
+                } else {
+                    (
+                        gather::gather_contrast(ctx, &u, &p, &data_t, &perm_t, &ctr, &out).unwrap(),
+                        gather::cpu::contrast(&p, &perm, counter),
+                    )
+                };
+                ctx.run(&[&d]).unwrap();
+                let got = ctx.read::<f32>(&out).unwrap();
+                assert_eq!(row_of(&got), want, "counter {counter} off {off} k {k}");
+                // Whole rows are copied.
+                for (r, &i) in want.iter().enumerate() {
+                    assert_eq!(&got[r * 4 * d4..(r + 1) * 4 * d4], &data[i * 4 * d4..(i + 1) * 4 * d4]);
+                }
+                if k == 0 {
+                    for m in 0..models {
+                        parts[m].extend_from_slice(&want[m * rows..(m + 1) * rows]);
+                    }
+                }
+            }
+        }
+        let full = gather::cpu::rows(&whole, &perm, counter);
+        assert_eq!(parts.concat(), full);
+        // Contrastive rows are the whole batch's rows rolled: row i's k-th is row (i + k + 1) mod B.
+        let c = gather::cpu::contrast(&whole.contrastive(3), &perm, counter);
+        for i in 0..batch {
+            for k in 0..3 {
+                assert_eq!(c[i * 3 + k], full[(i + k + 1) % batch]);
+            }
+        }
+        let b = counter as usize % steps;
+        assert_eq!(full[0], perm[(b * batch) % n_train] as usize);
+        assert_eq!(full[batch + 9], perm[n_train + (b * batch + 9) % n_train] as usize);
     }
 }
 

@@ -90,8 +90,10 @@ fn a_run_killed_with_sigkill_resumes_to_the_same_model_and_leaves_only_whole_fil
     let root = scratch("kill");
     let (killed, whole) = (root.join("killed"), root.join("whole"));
     let k = killed.to_str().unwrap();
+    // 2700 training rows in 5 blocks (at most 20 000 bytes each): every epoch visits them in an
+    // order (and from a row) of its own, which the resumed run must repeat.
     let mut args: Vec<&str> = TRAIN.to_vec();
-    args.extend(["5", "--out", k]);
+    args.extend(["5", "--block-bytes", "20000", "--out", k]);
     let mut child = Command::new(BIN)
         .args(&args)
         .stdout(Stdio::null())
@@ -138,7 +140,7 @@ fn a_run_killed_with_sigkill_resumes_to_the_same_model_and_leaves_only_whole_fil
     // An uninterrupted run with the same arguments gives the same model bits.
     let mut args: Vec<&str> = TRAIN.to_vec();
     let w = whole.to_str().unwrap();
-    args.extend(["5", "--out", w]);
+    args.extend(["5", "--block-bytes", "20000", "--out", w]);
     let u = gkl(&args, &[]);
     assert!(u.status.success(), "{}", stderr(&u));
     let (a, b) = (

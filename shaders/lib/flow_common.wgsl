@@ -30,6 +30,11 @@ struct FlowParams {
     stream: u32,
     zero: u32,       // always 0: added to loop bounds so compilers keep the loops (compile time)
     ctx_div: u32,    // rows per context row (>= 1): K samples per x share its context
+    row_off: u32,    // sample: row r draws the Philox normals of row row_off + r (a micro-batch's
+                     // rows draw what the same rows of the whole batch would)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 override KIND: u32 = 0u;     // 0 MAF (affine), 1 NSF (rational-quadratic spline)

@@ -4,11 +4,14 @@
 //! writes), or a pair of `.npy` files whose names differ only in `theta` ↔ `x`
 //! (`part-007-theta.npy` with `part-007-x.npy`). Shards are taken in file-name order.
 //! [`ShardSet::open`] reads only the headers and checks the dimensions across all shards;
-//! [`ShardSet::iter`] then loads one shard per step.
+//! [`ShardSet::iter`] then loads one shard per step, and [`ShardFiles::load_rows`] a range of
+//! one shard's rows.
 
 use super::error::{DataError, Result};
 use super::simulations::{load_npy_pair, load_npz, shape_text, Simulations};
-use crate::io::{read_npy_header, read_npz_headers, ErrorKind, IoError, NpyInfo};
+use crate::io::{
+    read_npy_header, read_npy_rows, read_npz_headers, read_npz_rows, ErrorKind, IoError, NpyInfo,
+};
 use std::path::{Path, PathBuf};
 
 /// Where one shard's arrays are.
@@ -24,6 +27,25 @@ impl ShardFiles {
         match self {
             ShardFiles::Npz(p) => p,
             ShardFiles::NpyPair { theta, .. } => theta,
+        }
+    }
+
+    /// Rows `rows` of the shard, without loading the others: `.npy` files are read from the
+    /// first of those rows on (a seek), `.npz` members are decompressed up to the last of them
+    /// and the rows before are discarded as they stream by.
+    pub fn load_rows(&self, rows: std::ops::Range<usize>) -> Result<Simulations> {
+        match self {
+            ShardFiles::Npz(p) => {
+                let mut a = read_npz_rows(p, &["theta", "x"], rows)?;
+                let x = a.pop().expect("two arrays");
+                let t = a.pop().expect("two arrays");
+                Simulations::from_arrays((t, p), (x, p), p)
+            }
+            ShardFiles::NpyPair { theta, x } => {
+                let t = read_npy_rows(theta, rows.clone())?;
+                let xa = read_npy_rows(x, rows)?;
+                Simulations::from_arrays((t, theta), (xa, x), theta)
+            }
         }
     }
 }

@@ -169,7 +169,7 @@ pub fn c2st(ctx: &GpuContext, x: &Samples, y: &Samples, cfg: &C2stConfig, mut pr
     let truth = ctx.tensor_zeros("c2st-truth", nf * batch * 4)?;
     let row_loss = ctx.tensor_zeros("c2st-row-loss", nf * batch)?;
     let loss_acc = ctx.tensor_zeros("c2st-loss", nf)?;
-    let gp = GatherParams { rows: batch as u32, d4: (d4 / 4) as u32, n_train: n_train as u32, steps: steps as u32, models: nf as u32, _pad: [0; 3] };
+    let gp = GatherParams::new(batch, d4 / 4, n_train, steps, nf);
     let gp_buf = ctx.uniform("gather-params", &gp);
     let lp = ctx.uniform("loss-params", &LossParams::batched(batch, 1, nf));
     let rp = ctx.uniform("reduce-params", &ReduceParams::blocks(batch, nf));

@@ -860,7 +860,15 @@ pub struct NpyInfo {
 /// Reads only the preamble and header of an `.npy` message from a stream (the reader is left at
 /// the start of the data). The element count and byte size are checked to be addressable.
 pub fn read_npy_header_from<R: Read + ?Sized>(reader: &mut R, name: impl AsRef<Path>) -> Result<NpyInfo> {
-    let name = name.as_ref();
+    let h = read_header_from(reader, name.as_ref())?;
+    Ok(NpyInfo {
+        dtype: h.dtype.name(),
+        fortran_order: h.fortran_order,
+        shape: h.shape,
+    })
+}
+
+fn read_header_from<R: Read + ?Sized>(reader: &mut R, name: &Path) -> Result<Header> {
     let err = |k| IoError::new(name, k);
     let ioerr = |e| IoError::io(name, "read", e);
     let mut pre = [0u8; 12];
@@ -891,11 +899,89 @@ pub fn read_npy_header_from<R: Read + ?Sized>(reader: &mut R, name: impl AsRef<P
     }
     let h = decode_header_bytes(major, &raw).map_err(err)?;
     data_size(&h).map_err(err)?;
-    Ok(NpyInfo {
-        dtype: h.dtype.name(),
-        fortran_order: h.fortran_order,
-        shape: h.shape,
+    Ok(h)
+}
+
+/// Reads rows `rows` (along the first axis; a 1-D array's elements) of one `.npy` message from a
+/// stream, as an [`Array`] of those rows in C order. Only those rows are decoded and held:
+/// `skip(reader, n)` moves the stream `n` bytes forward (a seek for a file, reading and
+/// discarding for a compressed stream) and returns how many bytes it moved, or `n` if it cannot
+/// tell. A Fortran-order array with more than one column is read whole and then sliced.
+pub fn read_npy_rows_from<R: Read + ?Sized>(
+    reader: &mut R,
+    name: impl AsRef<Path>,
+    rows: std::ops::Range<usize>,
+    skip: &mut dyn FnMut(&mut R, u64) -> std::io::Result<u64>,
+) -> Result<Array> {
+    let name = name.as_ref();
+    let err = |k| IoError::new(name, k);
+    let ioerr = |e| IoError::io(name, "read", e);
+    let h = read_header_from(reader, name)?;
+    let n = h.shape.first().copied().unwrap_or(1);
+    if rows.start > rows.end || rows.end > n {
+        return Err(err(ErrorKind::Shape(format!(
+            "rows {}..{} asked of an array of shape {}",
+            rows.start,
+            rows.end,
+            fmt_shape(&h.shape)
+        ))));
+    }
+    let row_elems: usize = h.shape.iter().skip(1).product();
+    let mut shape = h.shape.clone();
+    if let Some(first) = shape.first_mut() {
+        *first = rows.len();
+    }
+    if h.fortran_order && row_elems > 1 && n > 1 {
+        let (_, nbytes) = data_size(&h).map_err(err)?;
+        let data = read_bounded(reader, nbytes).map_err(ioerr)?;
+        if data.len() < nbytes {
+            return Err(err(ErrorKind::Truncated(format!(
+                "header says {}, found {} bytes",
+                describe(&h, nbytes),
+                data.len()
+            ))));
+        }
+        let all = finish(h, &data).map_err(err)?;
+        return Ok(Array {
+            shape,
+            data: all.data[rows.start * row_elems..rows.end * row_elems].to_vec(),
+        });
+    }
+    let row_bytes = row_elems * h.dtype.size;
+    let (_, nbytes) = data_size(&h).map_err(err)?;
+    let before = (rows.start * row_bytes) as u64;
+    let moved = skip(reader, before).map_err(ioerr)?;
+    let want = rows.len() * row_bytes;
+    let data = read_bounded(reader, want).map_err(ioerr)?;
+    if moved < before || data.len() < want {
+        return Err(err(ErrorKind::Truncated(format!(
+            "header says {}, the data ends before row {}",
+            describe(&h, nbytes),
+            rows.end
+        ))));
+    }
+    Ok(Array {
+        shape,
+        data: decode_values(h.dtype, &data).map_err(err)?,
     })
+}
+
+/// Rows `rows` of an `.npy` file (see [`read_npy_rows_from`]): a C-order file is read from the
+/// first of those rows (a seek), not from its start.
+pub fn read_npy_rows(path: impl AsRef<Path>, rows: std::ops::Range<usize>) -> Result<Array> {
+    use std::io::{Seek, SeekFrom};
+    let path = path.as_ref();
+    let f = File::open(path).map_err(|e| IoError::io(path, "open", e))?;
+    let mut r = std::io::BufReader::new(f);
+    read_npy_rows_from(&mut r, path, rows, &mut |r, n| {
+        r.seek(SeekFrom::Current(n as i64))?;
+        Ok(n)
+    })
+}
+
+/// Moves a stream `n` bytes forward by reading and discarding them; returns how many there were.
+pub fn skip_by_reading<R: Read + ?Sized>(r: &mut R, n: u64) -> std::io::Result<u64> {
+    std::io::copy(&mut r.take(n), &mut std::io::sink())
 }
 
 /// Reads only the header of an `.npy` file (see [`read_npy_header_from`]).

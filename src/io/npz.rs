@@ -11,7 +11,10 @@ use zip::CompressionMethod;
 use super::array::Array;
 use super::atomic::atomic_write_with;
 use super::error::{list_names, ErrorKind, IoError, Result};
-use super::npy::{check_shape, read_npy_header_from, read_npy_stream, write_npy_unchecked, NpyData, NpyInfo};
+use super::npy::{
+    check_shape, read_npy_header_from, read_npy_rows_from, read_npy_stream, skip_by_reading,
+    write_npy_unchecked, NpyData, NpyInfo,
+};
 
 /// The arrays of an `.npz` file, by name (without the `.npy` suffix).
 #[derive(Debug, Clone, PartialEq)]
@@ -200,6 +203,50 @@ pub fn read_npz_headers(path: impl AsRef<Path>) -> Result<BTreeMap<String, NpyIn
                 ErrorKind::Zip(format!("member '{full}' appears twice")),
             ));
         }
+    }
+    Ok(out)
+}
+
+/// Rows `rows` (along the first axis) of the arrays `names` of an `.npz` file, in that order.
+/// Each member is decompressed up to the last of those rows; only those rows are decoded and
+/// held (the rows before them are read and discarded).
+pub fn read_npz_rows(
+    path: impl AsRef<Path>,
+    names: &[&str],
+    rows: std::ops::Range<usize>,
+) -> Result<Vec<Array>> {
+    let path = path.as_ref();
+    let file = std::fs::File::open(path).map_err(|e| IoError::io(path, "open", e))?;
+    let mut zip =
+        zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| zip_err(path, e))?;
+    let members: Vec<String> = zip.file_names().map(str::to_string).collect();
+    let mut out = vec![];
+    for name in names {
+        let full = format!("{name}.npy");
+        if !members.contains(&full) {
+            return Err(IoError::new(
+                path,
+                ErrorKind::Missing {
+                    what: "array",
+                    name: name.to_string(),
+                    available: list_names(members.iter().filter_map(|m| m.strip_suffix(".npy"))),
+                },
+            ));
+        }
+        let mut member = zip.by_name(&full).map_err(|e| zip_err(path, e))?;
+        let a = read_npy_rows_from(&mut member, &full, rows.clone(), &mut |r, n| {
+            skip_by_reading(r, n)
+        })
+        .map_err(|e| {
+            IoError::new(
+                path,
+                ErrorKind::InMember {
+                    member: full.clone(),
+                    inner: Box::new(e.into_kind()),
+                },
+            )
+        })?;
+        out.push(a);
     }
     Ok(out)
 }

@@ -19,6 +19,10 @@ pub struct GklParams {
     pub d4: u32,
     pub x4: u32,
     pub scale: f32,
+    /// Rows counted by the loss (≤ b): the others get exactly zero gradients (the padding of a
+    /// short last micro-batch).
+    pub valid: u32,
+    pub _pad: [u32; 3],
 }
 
 impl GklParams {
@@ -33,7 +37,17 @@ impl GklParams {
             d4: (pad4(d) / 4) as u32,
             x4: (pad4(dx) / 4) as u32,
             scale: 1.0 / b as f32,
+            valid: b as u32,
+            _pad: [0; 3],
         }
+    }
+
+    /// A micro-batch of a batch of `batch` rows: loss scale 1/batch, only the first `valid` rows
+    /// counted.
+    pub fn micro(mut self, batch: usize, valid: usize) -> Self {
+        self.scale = 1.0 / batch as f32;
+        self.valid = valid.min(self.b as usize) as u32;
+        self
     }
 
     /// Rows of the ratio network's batch: b joint + b·k contrastive.
@@ -149,16 +163,28 @@ pub mod cpu {
 
     /// dL/df and (Σ −f_joint, Σ Ẑ_i, Σ Ẑ_i²).
     pub fn loss_grad(f: &[f64], b: usize, k: usize) -> (Vec<f64>, [f64; 3]) {
+        loss_grad_micro(f, b, k, b, b)
+    }
+
+    /// As [`loss_grad`] for a micro-batch of `b` rows of a batch of `batch`: the loss scale is
+    /// 1/batch and only rows i < `valid` count (the others' gradients are zero).
+    pub fn loss_grad_micro(
+        f: &[f64],
+        b: usize,
+        k: usize,
+        valid: usize,
+        batch: usize,
+    ) -> (Vec<f64>, [f64; 3]) {
         let mut g = vec![0.0; f.len()];
         let mut s = [0.0; 3];
-        for i in 0..b {
-            g[i] = -1.0 / b as f64;
+        for i in 0..valid.min(b) {
+            g[i] = -1.0 / batch as f64;
             s[0] -= f[i];
             let mut z = 0.0;
             for kk in 0..k {
                 let j = b + i * k + kk;
                 z += sexp(f[j]);
-                g[j] = f[j].min(SEXP_CAP).exp() / (b * k) as f64;
+                g[j] = f[j].min(SEXP_CAP).exp() / (batch * k) as f64;
             }
             z /= k as f64;
             s[1] += z;

@@ -17,7 +17,7 @@ pub enum GpuError {
     #[error("GPU out of memory in {context}")]
     OutOfMemory { context: String },
     /// A buffer larger than the adapter's largest storage binding (or buffer): the caller may
-    /// retry with less (the trainer halves its batch).
+    /// retry with less (the trainer splits its batch into micro-batches).
     #[error("buffer '{label}' needs {bytes} bytes, more than the adapter's largest binding ({max} bytes)")]
     BufferTooLarge { label: String, bytes: u64, max: u64 },
     #[error("GPU device lost: {0}")]

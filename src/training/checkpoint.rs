@@ -4,14 +4,15 @@
 //! ([`atomic_write_dir`]), holding
 //!
 //! - `state.json`: the epoch reached, the early-stopping record (best validation loss as exact
-//!   bits, its epoch, epochs since), the metrics history, the training settings, the effective
-//!   batch size, fingerprints of the data and of the z-score statistics, and the caller's own
-//!   record (`cli`: the command-line arguments of `gkl-gpu train`);
+//!   bits, its epoch, epochs since), the metrics history, the training settings, the batch size
+//!   and its micro-batch split, fingerprints of the data and of the z-score statistics, and the
+//!   caller's own record (`cli`: the command-line arguments of `gkl-gpu train`);
 //! - `tensors.safetensors`: the parameters, the best parameters, Adam's m and v, and Adam's
 //!   4-word state (step counter, clip scale, gradient norm; stored as the f32 bit patterns of
 //!   the u32 words).
 //!
-//! The shuffling RNG has no state to store: each epoch's row order is drawn from a generator
+//! The shuffling RNG has no state to store: each epoch's data order (the rotation and visiting
+//! order of the training blocks, and the row order within each block) is drawn from a generator
 //! seeded by (seed, epoch). The train/validation split and the z-scores are re-derived from the
 //! seed and the data, and checked against the stored fingerprints; the data position is always
 //! an epoch boundary.
@@ -52,8 +53,13 @@ pub struct CheckpointState {
     #[serde(default)]
     pub history_bits: Vec<[u64; 2]>,
     pub settings: NpeSettings,
-    /// The batch size trained with (the requested one, or less if the adapter needed it).
+    /// The batch size trained with.
     pub batch_size: usize,
+    /// Micro-batches per optimizer step (gradient accumulation when the batch exceeds the
+    /// adapter's binding limit); a resumed run with another split continues the same
+    /// optimization, not bit for bit.
+    #[serde(default = "one")]
+    pub micro_batches: usize,
     pub n_train: usize,
     pub n_val: usize,
     pub arena_len: usize,
@@ -63,6 +69,10 @@ pub struct CheckpointState {
     /// Whatever the caller stores (the CLI: its arguments).
     #[serde(default)]
     pub cli: Option<serde_json::Value>,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// A checkpoint in memory.

@@ -4,13 +4,17 @@
 //! optimizer's step counter picks it), so a block's steps are one submission and an epoch sends
 //! back a few scalars. The training rows come in blocks no larger than a bound (64 MiB, or the
 //! adapter's largest binding if smaller), held in memory or streamed from a folder of shards by
-//! a CPU thread while the GPU trains on the previous block (`source`). With a run directory,
+//! a CPU thread while the GPU trains on the previous block (`source`); every epoch regroups and
+//! reorders the blocks and shuffles the rows within each, from a generator of (seed, epoch). With a run directory,
 //! the trainer checkpoints its whole state every few epochs and at the end (`checkpoint`), can
 //! resume from a checkpoint bit for bit, and on a GPU fault saves the last good state before it
-//! reports the error. A batch whose buffers exceed the adapter's binding limit is halved until
-//! they fit (with a notice).
+//! reports the error. A batch whose buffers exceed the adapter's binding limit is split, not
+//! shrunk (with a notice): every step runs it as micro-batches that fit, sums their gradients on
+//! the GPU and takes one optimizer step, the same optimization as the whole batch up to float
+//! rounding (see `Split`).
 
 use crate::kernels::adam::{Adam, AdamConfig};
+use crate::kernels::elementwise::{self, EwParams};
 use crate::kernels::gather::{self, GatherParams};
 use crate::kernels::gkl::{self, Contrast, GklParams};
 use crate::kernels::layout::pad4;
@@ -25,7 +29,8 @@ use crate::runtime::{Dispatch, GpuContext, GpuError, GpuResult, GpuTensor};
 use crate::training::checkpoint::{Checkpoint, CheckpointState, CHECKPOINT_VERSION};
 use crate::training::error::{SavedState, TrainError, TrainResult};
 use crate::training::source::{
-    block_bounds, pack_rows, preprocess_fingerprint, scan, stream_blocks, ScanReport, TrainSource,
+    block_bounds, epoch_blocks, epoch_rng, pack_rows, preprocess_fingerprint, scan, stream_blocks,
+    ScanReport, TrainSource,
 };
 use crate::training::Method;
 use gkl_tasks::Prior;
@@ -137,8 +142,12 @@ pub struct TrainOutcome {
     pub history: Vec<EpochMetrics>,
     pub best_epoch: usize,
     pub stopped_early: bool,
-    /// The batch size trained with (the requested one unless the adapter's limits needed less).
+    /// The batch size trained with (the requested one, or the smallest training block if that
+    /// is smaller).
     pub batch_size: usize,
+    /// Micro-batches per optimizer step: 1 unless the whole batch's buffers exceed the adapter's
+    /// largest binding; their gradients are summed before one step (the same optimization).
+    pub micro_batches: usize,
     /// Training blocks per epoch.
     pub blocks: usize,
     /// Shard sources: what the scan found.
@@ -234,7 +243,7 @@ pub fn train_npe(
 
 /// As [`train_npe`]; with `online`, every epoch trains on fresh simulations from it, simulated on
 /// CPU threads during the previous epoch's GPU work (the given θ, x then supply the validation set
-/// and the z-scores' first estimate). Notices (a batch reduced to fit the adapter) go to stderr.
+/// and the z-scores' first estimate). Notices (a batch split to fit the adapter) go to stderr.
 #[allow(clippy::too_many_arguments)]
 pub fn train_npe_with(
     ctx: &GpuContext,
@@ -286,6 +295,42 @@ type ValKeep = (
     Vec<wgpu::Buffer>,
 );
 
+/// How an optimizer step processes its batch of `batch` rows: as `count` micro-batches of
+/// `rows` rows (the last may hold fewer, see [`Split::valid`]) whose gradients are summed on the
+/// GPU before one optimizer step. Every loss term is scaled by 1/batch, so the sum is the whole
+/// batch's mean gradient. `count` is 1 unless the whole batch's buffers exceed the adapter's
+/// largest binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Split {
+    batch: usize,
+    rows: usize,
+    count: usize,
+}
+
+impl Split {
+    /// `batch` rows in (at most) `parts` micro-batches of ⌈batch / parts⌉ rows.
+    fn new(batch: usize, parts: usize) -> Self {
+        let batch = batch.max(1);
+        let rows = batch.div_ceil(parts.clamp(1, batch));
+        Split {
+            batch,
+            rows,
+            count: batch.div_ceil(rows),
+        }
+    }
+
+    /// The first row of micro-batch `i` within the batch.
+    fn offset(&self, i: usize) -> usize {
+        i * self.rows
+    }
+
+    /// Rows of micro-batch `i` that belong to the batch; the rest of a short last micro-batch is
+    /// padding (rows of the next batch) whose loss terms are masked to exactly zero gradient.
+    fn valid(&self, i: usize) -> usize {
+        self.rows.min(self.batch - self.offset(i))
+    }
+}
+
 /// The buffers one ratio term reads and accumulates into.
 struct RatioInputs<'a> {
     /// θ rows [b, pad4(d)] and x rows [b, pad4(dx)] (network space).
@@ -295,30 +340,41 @@ struct RatioInputs<'a> {
     context: &'a GpuTensor,
     /// (Σ −f, Σ Ẑ, Σ Ẑ²) are added here.
     acc: &'a GpuTensor,
+    /// Contrastive θ' [b·K, pad4(d)] written by other launches (the ratio surrogate's θ' of a
+    /// split batch, gathered from the whole batch); `None`: the other rows of these `b` (ratio),
+    /// or base-flow draws (hybrid).
+    given: Option<&'a GpuTensor>,
 }
 
 /// The generalized-KL ratio term for `p.b` rows, as recorded launches: contrastive θ' (other rows,
 /// or with `base` K draws of the base flow per x, detached), the ratio net on joint and
 /// contrastive rows, and the loss. With a `step_counter` it is a training term: the draws change
 /// every optimizer step and the backward pass writes the ratio net's gradients. Without one it is
-/// an evaluation: one fixed stream, forward only.
+/// an evaluation: one fixed stream, forward only. `dispatches[i]` is micro-batch `i` of `split`
+/// (`p.b` = `split.rows`): the loss is scaled by 1/`split.batch`, counts the micro-batch's valid
+/// rows only, and base-flow draws are those of the same rows of the whole batch.
 struct RatioTerm {
-    dispatches: Vec<Dispatch>,
-    _keep: (MlpPlan, Option<FlowSamplePlan>, wgpu::Buffer),
+    dispatches: Vec<Vec<Dispatch>>,
+    _keep: (MlpPlan, Option<FlowSamplePlan>, Vec<wgpu::Buffer>),
 }
 
+#[allow(clippy::too_many_arguments)]
 fn ratio_term(
     ctx: &GpuContext,
     ratio: &Mlp,
     base: Option<&Flow>,
     p: GklParams,
+    split: Split,
     io: RatioInputs,
     stream_seed: u64,
     step_counter: Option<&GpuTensor>,
 ) -> GpuResult<RatioTerm> {
+    debug_assert_eq!(p.b as usize, split.rows);
     let train = step_counter.is_some();
     let kc = p.k as usize;
-    let uni = ctx.uniform(if train { "gkl-train" } else { "gkl-val" }, &p);
+    let label = if train { "gkl-train" } else { "gkl-val" };
+    let p = p.micro(split.batch, split.rows);
+    let uni = ctx.uniform(label, &p);
     let plan = if train {
         MlpPlan::new(ctx, ratio, p.rows())?
     } else {
@@ -339,35 +395,60 @@ fn ratio_term(
             )
         })
         .transpose()?;
-    let mut dispatches: Vec<Dispatch> = vec![];
+    let mut unis = vec![];
+    // The base-flow draws of each micro-batch: the rows of the whole batch it stands for.
+    let mut draw_d: Vec<Option<Dispatch>> = vec![None; split.count];
     if let Some(dp) = &mut draws {
-        dispatches.extend(dp.dispatches(ctx, stream_seed, 0).into_iter().cloned());
+        let own = dp.dispatches(ctx, stream_seed, 0)[0].clone();
+        for (i, slot) in draw_d.iter_mut().enumerate() {
+            *slot = Some(if split.offset(i) == 0 {
+                own.clone()
+            } else {
+                let (d, u) = dp.at_row_offset(ctx, split.offset(i) * kc)?;
+                unis.push(u);
+                d
+            });
+        }
     }
-    let contrast = draws
-        .as_ref()
-        .map_or(Contrast::Batch, |dp| Contrast::Draws(&dp.samples));
-    dispatches.push(gkl::pairs(
-        ctx, &uni, &p, io.theta, io.x, contrast, &plan.x,
-    )?);
-    dispatches.extend(plan.forward.iter().cloned());
-    dispatches.push(gkl::loss(ctx, &uni, &plan.y, &plan.dy, io.acc, train)?);
-    dispatches.extend(plan.backward.iter().cloned());
+    let contrast = match (io.given, &draws) {
+        (Some(t), _) => Contrast::Draws(t),
+        (None, Some(dp)) => Contrast::Draws(&dp.samples),
+        (None, None) => Contrast::Batch,
+    };
+    let pairs = gkl::pairs(ctx, &uni, &p, io.theta, io.x, contrast, &plan.x)?;
+    let loss = gkl::loss(ctx, &uni, &plan.y, &plan.dy, io.acc, train)?;
+    let mut dispatches = vec![];
+    for (i, dd) in draw_d.into_iter().enumerate() {
+        let mut list: Vec<Dispatch> = dd.into_iter().collect();
+        list.push(pairs.clone());
+        list.extend(plan.forward.iter().cloned());
+        let valid = split.valid(i);
+        if valid == split.rows {
+            list.push(loss.clone());
+        } else {
+            let u = ctx.uniform(label, &p.micro(split.batch, valid));
+            list.push(gkl::loss(ctx, &u, &plan.y, &plan.dy, io.acc, train)?);
+            unis.push(u);
+        }
+        list.extend(plan.backward.iter().cloned());
+        dispatches.push(list);
+    }
+    unis.push(uni);
     Ok(RatioTerm {
         dispatches,
-        _keep: (plan, draws, uni),
+        _keep: (plan, draws, unis),
     })
 }
 
 /// The per-step training graph for one batch size, reading a resident block of rows.
 struct TrainGraph {
     batch: usize,
+    split: Split,
     theta_blk: GpuTensor,
     x_blk: GpuTensor,
     perm: GpuTensor,
-    gpt_buf: wgpu::Buffer,
-    gpx_buf: wgpu::Buffer,
-    d4: usize,
-    dx4: usize,
+    /// Every gather launch's uniform and its value (the block's rows and steps change per block).
+    gathers: Vec<(wgpu::Buffer, GatherParams)>,
     full_step: Vec<Dispatch>,
     base_step: Vec<Dispatch>,
     _keep: TrainKeep,
@@ -381,6 +462,12 @@ struct Accs {
     rval: GpuTensor,
 }
 
+/// The gradient arena and how much of it the base step (no ratio term) writes.
+struct Grads<'a> {
+    all: &'a GpuTensor,
+    base_len: usize,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn train_graph(
     ctx: &GpuContext,
@@ -388,13 +475,16 @@ fn train_graph(
     adam: &Adam,
     method: Method,
     kc: usize,
-    batch: usize,
+    split: Split,
     block_rows: usize,
     d: usize,
     dim_x: usize,
     seed: u64,
     accs: &Accs,
+    grads: &Grads,
 ) -> GpuResult<TrainGraph> {
+    let batch = split.rows; // rows of the step graph: the micro-batch
+    let micro = split.count > 1;
     let (d4, dx4) = (pad4(d), pad4(dim_x));
     let theta_blk = ctx.tensor_zeros("npe-theta-block", block_rows * d4)?;
     let x_blk = ctx.tensor_zeros("npe-x-block", block_rows * dx4)?;
@@ -404,6 +494,7 @@ fn train_graph(
         .map(|m| MlpPlan::new(ctx, m, batch))
         .transpose()?;
     let mut keep_t = vec![];
+    let mut keep_u = vec![];
     let xb = match &emb_plan {
         Some(p) => p.x.clone(),
         None => ctx.tensor_zeros("npe-x-batch", batch * dx4)?,
@@ -416,60 +507,32 @@ fn train_graph(
         ),
     };
     keep_t.extend([xb.clone(), dcontext.clone()]);
-    let fplan = nets
+    let mut fplan = nets
         .flow
         .as_ref()
         .map(|f| FlowTrainPlan::new(ctx, f, batch, &context, &dcontext))
         .transpose()?;
+    if let Some(fp) = fplan.as_mut().filter(|_| micro) {
+        fp.set_scale(ctx, 1.0 / split.batch as f32);
+    }
     let theta_b = match &fplan {
         Some(p) => p.theta.clone(),
         None => ctx.tensor_zeros("ratio-theta-batch", batch * d4)?,
     };
     keep_t.push(theta_b.clone());
     let perm = ctx.tensor_zeros("npe-perm", block_rows)?;
-    let gp = |w4: usize| GatherParams {
-        rows: batch as u32,
-        d4: (w4 / 4) as u32,
-        n_train: block_rows as u32,
-        steps: block_rows.div_ceil(batch) as u32,
-        models: 1,
-        _pad: [0; 3],
+    let steps = block_rows.div_ceil(split.batch);
+    let mut gathers: Vec<(wgpu::Buffer, GatherParams)> = vec![];
+    let mut gather = |label: &str, p: GatherParams| -> wgpu::Buffer {
+        let u = ctx.uniform(label, &p);
+        gathers.push((u.clone(), p));
+        u
     };
-    let (gpt, gpx) = (gp(d4), gp(dx4));
-    let gpt_buf = ctx.uniform("gather-theta", &gpt);
-    let gpx_buf = ctx.uniform("gather-x", &gpx);
-    let rp_tr = ctx.uniform("reduce-train", &ReduceParams::row_major(batch, 1, 1));
-    let mut base_d: Vec<Dispatch> = vec![
-        gather::gather_rows(
-            ctx,
-            &gpt_buf,
-            &gpt,
-            &theta_blk,
-            &perm,
-            &adam.state,
-            &theta_b,
-        )?,
-        gather::gather_rows(ctx, &gpx_buf, &gpx, &x_blk, &perm, &adam.state, &xb)?,
-    ];
-    if let Some(p) = &emb_plan {
-        base_d.extend(p.forward.iter().cloned());
-    }
-    if let Some(fp) = &fplan {
-        base_d.extend(fp.forward.iter().cloned());
-        base_d.push(reduce::reduce_cols(
-            ctx,
-            &rp_tr,
-            1,
-            ReduceOp::Sum,
-            true,
-            &fp.log_prob,
-            &accs.tr,
-        )?);
-        base_d.extend(fp.backward.iter().cloned());
-    }
-    if let Some(p) = &emb_plan {
-        base_d.extend(p.backward.iter().cloned());
-    }
+    // Contrastive θ' of the ratio surrogate when the batch is split: the other rows of the whole
+    // batch, rolled exactly as an unsplit batch takes them, gathered from the resident block.
+    let theta_neg = (micro && method == Method::Ratio)
+        .then(|| ctx.tensor_zeros("ratio-theta-contrastive", batch * kc * d4))
+        .transpose()?;
     let ratio_t = nets
         .ratio
         .as_ref()
@@ -479,38 +542,143 @@ fn train_graph(
                 r,
                 nets.flow.as_ref().filter(|_| method == Method::Hybrid),
                 GklParams::new(batch, kc, d, dim_x),
+                split,
                 RatioInputs {
                     theta: &theta_b,
                     x: &xb,
                     context: &context,
                     acc: &accs.rtr,
+                    given: theta_neg.as_ref(),
                 },
                 seed,
                 Some(&adam.state),
             )
         })
         .transpose()?;
-    let ratio_d: Vec<Dispatch> = ratio_t.as_ref().map_or(vec![], |t| t.dispatches.clone());
+    // The gradient sum of the micro-batches: acc = g after the first, acc += g after the middle
+    // ones, g = acc + g after the last, so the optimizer reads `grads` as usual. The base step
+    // (no ratio term yet) sums only the gradients it writes.
+    let gacc = micro
+        .then(|| ctx.tensor_zeros("npe-grad-acc", grads.all.len))
+        .transpose()?;
+    let mut accumulate = |n: usize| -> GpuResult<Vec<Dispatch>> {
+        let Some(acc) = &gacc else { return Ok(vec![]) };
+        let g = grads.all.view("grads", 0, n);
+        let a = acc.view("grad-acc", 0, n);
+        let first = ctx.uniform("accumulate-first", &EwParams::accumulate(n, false));
+        let add = ctx.uniform("accumulate-add", &EwParams::accumulate(n, true));
+        let ds = (0..split.count)
+            .map(|i| match i {
+                0 => elementwise::accumulate(ctx, &first, n, &g, &a),
+                i if i + 1 < split.count => elementwise::accumulate(ctx, &add, n, &g, &a),
+                _ => elementwise::accumulate(ctx, &add, n, &a, &g),
+            })
+            .collect::<GpuResult<Vec<_>>>()?;
+        keep_u.extend([first, add]);
+        Ok(ds)
+    };
+    let acc_full = accumulate(grads.all.len)?;
+    let acc_base = accumulate(grads.base_len)?;
+    let rp_tr = ctx.uniform("reduce-train", &ReduceParams::row_major(batch, 1, 1));
+    let mut base_d: Vec<Vec<Dispatch>> = vec![];
+    let mut full_d: Vec<Vec<Dispatch>> = vec![];
+    for i in 0..split.count {
+        let (off, valid) = (split.offset(i), split.valid(i));
+        let gp = |w4: usize| {
+            GatherParams::new(split.batch, w4 / 4, block_rows, steps, 1).micro(
+                split.batch,
+                off,
+                batch,
+            )
+        };
+        let (gpt, gpx) = (gp(d4), gp(dx4));
+        let gpt_buf = gather("gather-theta", gpt);
+        let gpx_buf = gather("gather-x", gpx);
+        let mut step: Vec<Dispatch> = vec![
+            gather::gather_rows(
+                ctx,
+                &gpt_buf,
+                &gpt,
+                &theta_blk,
+                &perm,
+                &adam.state,
+                &theta_b,
+            )?,
+            gather::gather_rows(ctx, &gpx_buf, &gpx, &x_blk, &perm, &adam.state, &xb)?,
+        ];
+        if let Some(p) = &emb_plan {
+            step.extend(p.forward.iter().cloned());
+        }
+        if let (Some(fp), Some(flow)) = (&fplan, &nets.flow) {
+            step.extend(fp.forward.iter().cloned());
+            let rp = if valid == batch {
+                rp_tr.clone()
+            } else {
+                let u = ctx.uniform("reduce-train", &ReduceParams::row_major(valid, 1, 1));
+                keep_u.push(u.clone());
+                u
+            };
+            step.push(reduce::reduce_cols(
+                ctx,
+                &rp,
+                1,
+                ReduceOp::Sum,
+                true,
+                &fp.log_prob,
+                &accs.tr,
+            )?);
+            if valid == batch {
+                step.extend(fp.backward.iter().cloned());
+            } else {
+                // The padding rows of a short last micro-batch: weight 0, exactly zero gradient
+                // (also into the embedding net, through dcontext).
+                let w: Vec<f32> = (0..batch).map(|r| (r < valid) as u8 as f32).collect();
+                let wt = ctx.tensor_from("npe-row-mask", &w)?;
+                step.extend(fp.weighted_backward(ctx, flow, &dcontext, &wt)?);
+                keep_t.push(wt);
+            }
+        }
+        if let Some(p) = &emb_plan {
+            step.extend(p.backward.iter().cloned());
+        }
+        let mut full = step.clone();
+        if let Some(neg) = &theta_neg {
+            let gpc = gpt.contrastive(kc);
+            let u = gather("gather-contrastive", gpc);
+            full.push(gather::gather_contrast(
+                ctx,
+                &u,
+                &gpc,
+                &theta_blk,
+                &perm,
+                &adam.state,
+                neg,
+            )?);
+        }
+        if let Some(t) = &ratio_t {
+            full.extend(t.dispatches[i].iter().cloned());
+        }
+        full.extend(acc_full.get(i).cloned());
+        step.extend(acc_base.get(i).cloned());
+        base_d.push(step);
+        full_d.push(full);
+    }
+    keep_t.extend(theta_neg);
+    keep_t.extend(gacc);
+    keep_u.push(rp_tr);
     let adam_d: Vec<Dispatch> = adam.dispatches().into_iter().cloned().collect();
-    let full_step: Vec<Dispatch> = base_d
-        .iter()
-        .chain(&ratio_d)
-        .chain(&adam_d)
-        .cloned()
-        .collect();
-    let base_step: Vec<Dispatch> = base_d.iter().chain(&adam_d).cloned().collect();
+    let full_step: Vec<Dispatch> = full_d.into_iter().flatten().chain(adam_d.clone()).collect();
+    let base_step: Vec<Dispatch> = base_d.into_iter().flatten().chain(adam_d).collect();
     Ok(TrainGraph {
-        batch,
+        batch: split.batch,
+        split,
         theta_blk,
         x_blk,
         perm,
-        gpt_buf,
-        gpx_buf,
-        d4,
-        dx4,
+        gathers,
         full_step,
         base_step,
-        _keep: (emb_plan, fplan, ratio_t, keep_t, vec![rp_tr]),
+        _keep: (emb_plan, fplan, ratio_t, keep_t, keep_u),
     })
 }
 
@@ -600,18 +768,20 @@ fn val_graph(
                 r,
                 nets.flow.as_ref().filter(|_| method == Method::Hybrid),
                 GklParams::new(rows, kc, d, dim_x),
+                Split::new(rows, 1),
                 RatioInputs {
                     theta: &th,
                     x: &xv,
                     context: &vctx,
                     acc: &accs.rval,
+                    given: None,
                 },
                 seed ^ 0x5641_4c49_4441_5445,
                 None,
             )
         })
         .transpose()?;
-    let ratio: Vec<Dispatch> = ratio_v.as_ref().map_or(vec![], |t| t.dispatches.clone());
+    let ratio: Vec<Dispatch> = ratio_v.as_ref().map_or(vec![], |t| t.dispatches.concat());
     let full = base.iter().chain(&ratio).cloned().collect();
     Ok(ValGraph {
         rows,
@@ -639,15 +809,6 @@ struct Snapshot {
     lr: f32,
 }
 
-/// A generator for epoch `epoch`'s row order: a function of (seed, epoch) only, so a resumed run
-/// shuffles exactly as an uninterrupted one.
-fn epoch_rng(seed: u64, epoch: usize) -> StdRng {
-    let mut z = seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5348_5546_464c_4521;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    StdRng::seed_from_u64(z ^ (z >> 31))
-}
-
 /// Settings that must agree between a checkpoint and the run resuming it (`max_epochs` may grow).
 fn settings_key(s: &NpeSettings) -> serde_json::Value {
     let mut v = serde_json::to_value(s).unwrap_or_default();
@@ -667,7 +828,7 @@ enum Feed {
 
 /// Trains on `source` (see [`crate::training::source`]); see [`TrainOptions`] for online data,
 /// checkpoints, resuming, the block bound and fault injection. `on_notice` hears adjustments
-/// (a smaller batch, fewer validation rows) once, before the first epoch.
+/// (a batch split into micro-batches, fewer validation rows) once, before the first epoch.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     ctx: &GpuContext,
@@ -859,41 +1020,67 @@ pub fn train(
         rval: acc.view("acc-ratio-val", 192, 4),
         acc,
     };
-    // The largest batch whose buffers fit the adapter: halve until they do.
+    // The batch in as few micro-batches as fit the adapter (one, unless a buffer of the whole
+    // batch exceeds the largest binding): the same optimization either way, see `Split`.
     let wanted = settings.batch_size.max(1);
-    let mut batch = wanted.min(min_block);
+    let batch = wanted.min(min_block);
     if batch < wanted && blocks > 1 {
         on_notice(&format!("batch size {wanted} is larger than the smallest training block ({min_block} rows); using {batch}"));
     }
-    let tried = batch;
+    if method == Method::Ratio && kc >= batch {
+        return Err(TrainError::Invalid(format!(
+            "{kc} contrastive θ' per x are drawn from the other rows of a batch: the batch ({batch}) needs more than {kc} rows"
+        )));
+    }
+    let grads = Grads {
+        all: &arena.grads,
+        base_len: ratio_off
+            .filter(|_| method == Method::Hybrid)
+            .unwrap_or(arena.grads.len),
+    };
+    let mut parts = 1;
     let mut first_failure = None;
     let g = loop {
+        let split = Split::new(batch, parts);
         match train_graph(
             ctx,
             &nets,
             &adam,
             method,
             kc,
-            batch,
+            split,
             max_block,
             d,
             dim_x,
             settings.seed,
             &accs,
+            &grads,
         ) {
             Ok(g) => break g,
-            Err(GpuError::BufferTooLarge { label, bytes, max }) if batch > 1 => {
+            Err(GpuError::BufferTooLarge { label, bytes, max }) if split.rows > 1 => {
                 first_failure.get_or_insert(format!(
                     "buffer '{label}' of {bytes} bytes, more than the adapter's largest binding ({max} bytes)"
                 ));
-                batch /= 2;
+                // Buffers grow about linearly with the rows: aim at the rows that would fit, and
+                // take fewer rows in any case (so the search ends).
+                let fit = (split.rows as u128 * max as u128 / bytes.max(1) as u128) as usize;
+                parts = batch.div_ceil(fit.clamp(1, split.rows - 1)).max(parts + 1);
             }
             Err(e) => return Err(e.into()),
         }
     };
+    let split = g.split;
     if let Some(why) = first_failure {
+        let last = split.valid(split.count - 1);
         on_notice(&format!(
-            "batch size {tried} needs {why}; training with batch size {batch}, the largest power-of-two fraction that fits"
+            "batch size {batch} needs {why}; each step splits its batch into {} micro-batches of {} rows{} and sums their gradients before one optimizer step (the same optimization as the whole batch)",
+            split.count,
+            split.rows,
+            if last < split.rows {
+                format!(" (the last {last})")
+            } else {
+                String::new()
+            }
         ));
     }
     // Validation in chunks of equal size that fit; at most chunks − 1 rows are left out.
@@ -972,7 +1159,9 @@ pub fn train(
         seconds0 = ck.state.seconds;
         first_epoch = ck.state.epoch + 1;
         if batch != ck.state.batch_size {
-            on_notice(&format!("the checkpoint trained with batch size {}, this adapter allows {batch}: the run continues, but not bit for bit", ck.state.batch_size));
+            on_notice(&format!("the checkpoint trained with batch size {}, this run uses {batch}: the run continues, but not bit for bit", ck.state.batch_size));
+        } else if split.count != ck.state.micro_batches {
+            on_notice(&format!("the checkpoint split each batch into {} micro-batches, this adapter needs {}: the run continues with the same optimization, but not bit for bit (float sums in another order)", ck.state.micro_batches, split.count));
         }
     }
     let base_epochs = if method == Method::Hybrid {
@@ -1030,6 +1219,7 @@ pub fn train(
                     .collect(),
                 settings: settings.clone(),
                 batch_size: batch,
+                micro_batches: split.count,
                 n_train: n_tr,
                 n_val,
                 arena_len: s.params.len(),
@@ -1090,18 +1280,23 @@ pub fn train(
                 ),
                 _ => None,
             };
+            // This epoch's blocks (a rotation of the rows and an order of the blocks, drawn
+            // first; nothing with one block), then each block's row order, all from one
+            // generator of (seed, epoch).
+            let mut order = epoch_rng(settings.seed, epoch);
+            let plan = epoch_blocks(&bounds, &mut order);
             let mut streamed = match (&feed, &source) {
                 (Feed::Shards, TrainSource::Shards(s)) if online_rows.is_none() => {
                     Some(stream_blocks(
                         (*s).clone(),
                         sc.val_index.clone(),
+                        sc.dropped.clone(),
                         pre.clone(),
-                        bounds.clone(),
+                        plan.clone(),
                     ))
                 }
                 _ => None,
             };
-            let mut order = epoch_rng(settings.seed, epoch);
             ctx.write(&accs.acc, 0, &zeros)?;
             let step = if base_only {
                 &g.base_step
@@ -1110,20 +1305,25 @@ pub fn train(
             };
             let val_d = if base_only { &vg.base } else { &vg.full };
             let mut pairs = 0usize;
-            for k in 0..blocks {
-                let (lo, hi) = (bounds[k], bounds[k + 1]);
-                let rows = hi - lo;
+            for (k, runs) in plan.iter().enumerate() {
+                let rows: usize = runs.iter().map(|r| r.len()).sum();
                 if k > 0 {
                     // Let the previous block finish first, so that at most one block's upload
                     // is staged at a time (wgpu frees staging memory as submissions complete);
                     // the reader thread keeps preparing the next block meanwhile.
                     ctx.wait()?;
                 }
-                match (&online_rows, &feed, &mut streamed) {
-                    (Some((t, x)), _, _) => {
-                        ctx.write(&g.theta_blk, 0, &t[lo * d4..hi * d4])?;
-                        ctx.write(&g.x_blk, 0, &x[lo * dx4..hi * dx4])?;
+                let upload = |theta: &[f32], x: &[f32]| -> GpuResult<()> {
+                    let mut at = 0;
+                    for r in runs {
+                        ctx.write(&g.theta_blk, at * d4, &theta[r.start * d4..r.end * d4])?;
+                        ctx.write(&g.x_blk, at * dx4, &x[r.start * dx4..r.end * dx4])?;
+                        at += r.len();
                     }
+                    Ok(())
+                };
+                match (&online_rows, &feed, &mut streamed) {
+                    (Some((t, x)), _, _) => upload(t, x)?,
                     (None, _, Some(rx)) => {
                         let b = rx.recv().map_err(|_| {
                             TrainError::Invalid("the shard reader stopped".into())
@@ -1132,28 +1332,22 @@ pub fn train(
                         ctx.write(&g.theta_blk, 0, &b.theta)?;
                         ctx.write(&g.x_blk, 0, &b.x)?;
                     }
-                    (None, Feed::Memory { theta, x }, None) if blocks > 1 => {
-                        ctx.write(&g.theta_blk, 0, &theta[lo * d4..hi * d4])?;
-                        ctx.write(&g.x_blk, 0, &x[lo * dx4..hi * dx4])?;
-                    }
+                    (None, Feed::Memory { theta, x }, None) if blocks > 1 => upload(theta, x)?,
                     _ => {}
                 }
                 let steps = rows.div_ceil(g.batch);
-                for (buf, w4) in [(&g.gpt_buf, g.d4), (&g.gpx_buf, g.dx4)] {
+                for (buf, p) in &g.gathers {
                     let p = GatherParams {
-                        rows: g.batch as u32,
-                        d4: (w4 / 4) as u32,
                         n_train: rows as u32,
                         steps: steps as u32,
-                        models: 1,
-                        _pad: [0; 3],
+                        ..*p
                     };
                     ctx.write_uniform(buf, &p);
                 }
                 let mut idx: Vec<u32> = (0..rows as u32).collect();
                 idx.shuffle(&mut order);
                 ctx.write(&g.perm, 0, &idx)?;
-                let last = k + 1 == blocks && chunks == 1;
+                let last = k + 1 == plan.len() && chunks == 1;
                 let list: Vec<&Dispatch> = (0..steps)
                     .flat_map(|_| step.iter())
                     .chain(val_d.iter().filter(|_| last))
@@ -1300,6 +1494,7 @@ pub fn train(
         best_epoch,
         stopped_early,
         batch_size: batch,
+        micro_batches: split.count,
         blocks,
         scan: sc.report,
         resumed_after,

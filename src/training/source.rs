@@ -9,11 +9,22 @@
 //!    seeded by the training seed; they are the validation set, the rest is the training set.
 //! 2. **Scan** (one streaming pass): the z-score statistics (Welford, in row order) of the
 //!    training rows, the validation rows (kept in memory, in network space), the count of
-//!    training rows, a fingerprint of all rows, and the data checks (prior support, NaN/Inf).
+//!    training rows, a fingerprint of all rows, the data checks (prior support, NaN/Inf), and
+//!    the indices of the dropped rows (with the validation indices they give any training row's
+//!    place in the files, [`source_row`]).
 //! 3. **Blocks.** The training rows, in source order, are cut into `B = ⌈n_train / block_rows⌉`
-//!    consecutive blocks of equal size (±1), where `block_rows` keeps a block's θ and x on the
-//!    GPU within the block bound. Every epoch visits the blocks in order; a CPU thread reads
-//!    and converts the next block while the GPU trains on the current one.
+//!    blocks of equal size (±1), where `block_rows` keeps a block's θ and x on the GPU within
+//!    the block bound. Every epoch ([`epoch_blocks`]) draws from its own generator (a function
+//!    of the seed and the epoch, so a resumed run repeats it) a rotation of the training rows
+//!    and an order of the blocks: block k of the epoch holds the rows bounds[k] .. bounds[k+1]
+//!    counted from the rotation's start (wrapping around the end), so which rows share a block
+//!    changes from epoch to epoch while each block stays one or two runs of consecutive rows
+//!    (read sequentially: a seek into `.npy` shards, decompressing past the rows before it in
+//!    `.npz` members). Rows within a block are shuffled by the trainer. With one block nothing
+//!    is drawn for this (the single block is every row). Rows of one block stay neighbours in
+//!    the files: assigning small chunks of rows to blocks at random would mix more, but would
+//!    decompress each `.npz` member once per chunk instead of about once per epoch. A CPU thread reads and converts the
+//!    next block while the GPU trains on the current one.
 
 use super::checkpoint::Fingerprint;
 use super::error::{TrainError, TrainResult};
@@ -25,7 +36,9 @@ use crate::data::{
 use crate::kernels::layout::pad4;
 use gkl_tasks::Prior;
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use std::ops::Range;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
@@ -78,13 +91,25 @@ impl ShardStream {
 
     fn load(&self, i: usize) -> Result<Chunk, DataError> {
         let s = &self.set.shards()[i];
-        let mut sims = match &s.files {
+        let sims = match &s.files {
             ShardFiles::Npz(p) => load_npz(p)?,
             ShardFiles::NpyPair { theta, x } => load_npy_pair(theta, x)?,
         };
+        self.check(i, sims, s.rows)
+    }
+
+    /// Rows `rows` of shard `i` only (see [`ShardFiles::load_rows`]).
+    fn load_rows(&self, i: usize, rows: Range<usize>) -> Result<Chunk, DataError> {
+        let n = rows.len();
+        let sims = self.set.shards()[i].files.load_rows(rows)?;
+        self.check(i, sims, n)
+    }
+
+    fn check(&self, i: usize, mut sims: Simulations, rows: usize) -> Result<Chunk, DataError> {
+        let s = &self.set.shards()[i];
         let file = s.files.path();
         if (sims.rows(), sims.dim_theta, sims.dim_x)
-            != (s.rows, self.set.dim_theta(), self.set.dim_x())
+            != (rows, self.set.dim_theta(), self.set.dim_x())
         {
             return Err(DataError::File {
                 path: file.to_path_buf(),
@@ -211,6 +236,9 @@ pub struct Scanned {
     pub report: Option<ScanReport>,
     /// Sorted validation indices (of the source's rows).
     pub val_index: Arc<Vec<usize>>,
+    /// Sorted indices (of the source's rows) of the rows dropped as invalid that are not
+    /// validation rows: with `val_index` they map a training row to its source row.
+    pub dropped: Arc<Vec<usize>>,
 }
 
 /// Appends `rows` f64 rows of width `w` as f32 rows of width pad4(w).
@@ -296,6 +324,7 @@ pub fn scan(
     let mut n_train = 0;
     let mut train_rows: Option<(Vec<f64>, Vec<f64>)> = None;
     let mut report = None;
+    let mut dropped = vec![];
     let mut add = |tt: &[f64], tx: &[f64], n_train: &mut usize| {
         for (th, xr) in tt.chunks_exact(d).zip(tx.chunks_exact(dx)) {
             if unconstrained {
@@ -336,6 +365,14 @@ pub fn scan(
                 r.rows_read += c.sims.rows();
                 r.invalid.add(c.invalid);
                 r.theta_values_clamped += c.clamped;
+                if let Some(keep) = &c.keep {
+                    dropped.extend(
+                        (0..keep.len())
+                            .filter(|&r| !keep[r])
+                            .map(|r| start + r)
+                            .filter(|i| val.binary_search(i).is_err()),
+                    );
+                }
                 let ((tt, tx), (vt, vx)) = divide(
                     &c.sims.theta,
                     &c.sims.x,
@@ -387,6 +424,7 @@ pub fn scan(
         fingerprint: fp,
         report,
         val_index: Arc::new(val),
+        dropped: Arc::new(dropped),
     })
 }
 
@@ -407,6 +445,64 @@ pub fn block_bounds(n_train: usize, block_rows: usize) -> Vec<usize> {
     (0..=b).map(|k| k * n_train / b).collect()
 }
 
+/// The generator of epoch `epoch`'s data order (its blocks, see [`epoch_blocks`], then each
+/// block's row order): a function of (seed, epoch) only, so a run resumed from a checkpoint (at
+/// an epoch boundary) orders every later epoch exactly as an uninterrupted run.
+pub fn epoch_rng(seed: u64, epoch: usize) -> StdRng {
+    let mut z = seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5348_5546_464c_4521;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    StdRng::seed_from_u64(z ^ (z >> 31))
+}
+
+/// The blocks of one epoch, in the order it visits them, each as the runs of training rows it
+/// holds (one, or two where it wraps around the end). With one block: all rows, nothing drawn.
+/// Otherwise a rotation r (uniform in 0..n_train) and an order of the blocks are drawn from
+/// `rng`, and block k holds the rows (r + j) mod n_train for bounds[k] ≤ j < bounds[k + 1]:
+/// every row once, block sizes as `bounds` says, which rows share a block changing with r.
+#[allow(clippy::single_range_in_vec_init)] // runs of rows, not the rows
+pub fn epoch_blocks(bounds: &[usize], rng: &mut StdRng) -> Vec<Vec<Range<usize>>> {
+    let n = *bounds.last().unwrap_or(&0);
+    let blocks = bounds.len().saturating_sub(1);
+    if blocks <= 1 {
+        return vec![vec![0..n]];
+    }
+    let rot = rng.random_range(0..n);
+    let mut order: Vec<usize> = (0..blocks).collect();
+    order.shuffle(rng);
+    order
+        .into_iter()
+        .map(|k| {
+            let (lo, hi) = (bounds[k] + rot, bounds[k + 1] + rot);
+            if hi <= n {
+                vec![lo..hi]
+            } else if lo >= n {
+                vec![lo - n..hi - n]
+            } else {
+                vec![lo..n, 0..hi - n]
+            }
+        })
+        .collect()
+}
+
+/// The source row (index among all rows the source holds) of training row `t`, given the sorted
+/// validation rows and the sorted dropped non-validation rows: the t-th row in neither.
+pub fn source_row(t: usize, val: &[usize], dropped: &[usize]) -> usize {
+    // Training rows among source rows 0..=s.
+    let trained =
+        |s: usize| s + 1 - val.partition_point(|&v| v <= s) - dropped.partition_point(|&v| v <= s);
+    let (mut lo, mut hi) = (t, t + val.len() + dropped.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if trained(mid) > t {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    lo
+}
+
 /// One GPU block: packed θ and x in network space.
 pub struct Block {
     pub theta: Vec<f32>,
@@ -414,90 +510,176 @@ pub struct Block {
     pub rows: usize,
 }
 
-/// Streams the training rows of `stream`, in order, as the blocks `bounds` describes, from a
-/// CPU thread; at most one finished block waits in the channel while the next is read.
+/// Streams the training rows of `stream` as the blocks `plan` lists (in that order; see
+/// [`epoch_blocks`]), from a CPU thread; at most one finished block waits in the channel while
+/// the next is read. Each run of training rows is read from the source rows that hold it: only
+/// the shards it spans, and in those only the rows from its first to its last (in host memory:
+/// at most those rows of one shard, the block being filled and one finished block).
 pub fn stream_blocks(
     stream: ShardStream,
     val: Arc<Vec<usize>>,
+    dropped: Arc<Vec<usize>>,
     pre: Preprocess,
-    bounds: Vec<usize>,
+    plan: Vec<Vec<Range<usize>>>,
 ) -> Receiver<TrainResult<Block>> {
     let (tx, rx) = sync_channel::<TrainResult<Block>>(1);
     std::thread::spawn(move || {
         let d = stream.set.dim_theta();
         let dx = stream.set.dim_x();
         let (d4, dx4) = (pad4(d), pad4(dx));
-        let mut k = 0;
-        let mut cur = Block {
-            theta: vec![],
-            x: vec![],
-            rows: 0,
-        };
-        let mut cursor = 0;
-        let mut start = 0;
-        for i in 0..stream.set.len() {
-            let c = match stream.load(i) {
-                Ok(c) => c,
-                Err(e) => {
-                    let _ = tx.send(Err(e.into()));
-                    return;
-                }
-            };
-            let ((tt, txs), _) = divide(
-                &c.sims.theta,
-                &c.sims.x,
-                c.keep.as_deref(),
-                start,
-                &val,
-                &mut cursor,
-                d,
-                dx,
-                |_, _| {},
-            );
-            start += c.sims.rows();
-            drop(c);
-            let (pt, px) = pack_rows(&pre, &tt, &txs, d, dx);
-            drop((tt, txs));
-            let rows = pt.len() / d4;
-            let mut r = 0;
-            while r < rows {
-                if k + 1 >= bounds.len() {
-                    let _ = tx.send(Err(TrainError::Invalid(
-                        "the shards hold more training rows than their first reading found".into(),
-                    )));
-                    return;
-                }
-                let want = bounds[k + 1] - bounds[k];
-                if cur.rows == 0 {
-                    cur.theta.reserve_exact(want * d4);
-                    cur.x.reserve_exact(want * dx4);
-                }
-                let take = (want - cur.rows).min(rows - r);
-                cur.theta.extend_from_slice(&pt[r * d4..(r + take) * d4]);
-                cur.x.extend_from_slice(&px[r * dx4..(r + take) * dx4]);
-                cur.rows += take;
-                r += take;
-                if cur.rows == want {
-                    let full = std::mem::replace(
-                        &mut cur,
-                        Block {
-                            theta: vec![],
-                            x: vec![],
-                            rows: 0,
-                        },
-                    );
-                    if tx.send(Ok(full)).is_err() {
-                        return; // the trainer stopped
-                    }
-                    k += 1;
-                }
-            }
+        // Source rows of each shard: starts[i] .. starts[i + 1].
+        let mut starts = vec![0usize];
+        for s in stream.set.shards() {
+            starts.push(starts.last().unwrap() + s.rows);
         }
-        if k + 1 != bounds.len() {
-            let _ = tx.send(Err(TrainError::Invalid(
-                "the shards hold fewer training rows than their first reading found".into(),
-            )));
+        let read_block = |runs: &[Range<usize>]| -> TrainResult<Block> {
+            let want: usize = runs.iter().map(|r| r.len()).sum();
+            let mut b = Block {
+                theta: Vec::with_capacity(want * d4),
+                x: Vec::with_capacity(want * dx4),
+                rows: 0,
+            };
+            for run in runs.iter().filter(|r| !r.is_empty()) {
+                let src = source_row(run.start, &val, &dropped)
+                    ..source_row(run.end - 1, &val, &dropped) + 1;
+                let mut got = 0;
+                for i in 0..stream.set.len() {
+                    let (lo, hi) = (src.start.max(starts[i]), src.end.min(starts[i + 1]));
+                    if lo >= hi {
+                        continue;
+                    }
+                    let c = stream.load_rows(i, lo - starts[i]..hi - starts[i])?;
+                    let mut cursor = val.partition_point(|&v| v < lo);
+                    let ((tt, txs), _) = divide(
+                        &c.sims.theta,
+                        &c.sims.x,
+                        c.keep.as_deref(),
+                        lo,
+                        &val,
+                        &mut cursor,
+                        d,
+                        dx,
+                        |_, _| {},
+                    );
+                    drop(c);
+                    let (pt, px) = pack_rows(&pre, &tt, &txs, d, dx);
+                    got += pt.len() / d4;
+                    b.theta.extend_from_slice(&pt);
+                    b.x.extend_from_slice(&px);
+                }
+                if got != run.len() {
+                    return Err(TrainError::Invalid(format!(
+                        "the shards changed since they were first read: training rows {}..{} came back as {got} rows",
+                        run.start, run.end
+                    )));
+                }
+                b.rows += got;
+            }
+            Ok(b)
+        };
+        for runs in &plan {
+            let b = read_block(runs);
+            let failed = b.is_err();
+            if tx.send(b).is_err() || failed {
+                return; // the trainer stopped, or was told why this one cannot go on
+            }
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows_of(plan: &[Vec<Range<usize>>]) -> Vec<Vec<usize>> {
+        plan.iter()
+            .map(|runs| runs.iter().flat_map(|r| r.clone()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn every_epoch_visits_every_row_once_in_blocks_of_the_bounds_sizes() {
+        for (n, block_rows) in [(1000usize, 300usize), (7, 2), (10, 10), (10, 3)] {
+            let bounds = block_bounds(n, block_rows);
+            let mut sizes: Vec<usize> = bounds.windows(2).map(|w| w[1] - w[0]).collect();
+            sizes.sort_unstable();
+            for epoch in 1..6 {
+                let plan = epoch_blocks(&bounds, &mut epoch_rng(3, epoch));
+                let blocks = rows_of(&plan);
+                let mut got: Vec<usize> = blocks.iter().map(Vec::len).collect();
+                got.sort_unstable();
+                assert_eq!(got, sizes);
+                let mut all: Vec<usize> = blocks.concat();
+                all.sort_unstable();
+                assert_eq!(all, (0..n).collect::<Vec<_>>());
+                // One or two runs of consecutive rows per block.
+                assert!(plan.iter().all(|runs| (1..=2).contains(&runs.len())));
+            }
+        }
+    }
+
+    #[test]
+    fn the_block_order_and_grouping_change_with_the_epoch_and_seed_and_repeat_exactly() {
+        let bounds = block_bounds(1000, 100);
+        let plan = |seed, epoch| epoch_blocks(&bounds, &mut epoch_rng(seed, epoch));
+        assert_eq!(plan(5, 3), plan(5, 3));
+        let firsts = |p: &[Vec<Range<usize>>]| p.iter().map(|r| r[0].start).collect::<Vec<_>>();
+        let mut seen = std::collections::HashSet::new();
+        for (seed, epoch) in [(5, 1), (5, 2), (5, 3), (6, 1), (6, 2), (0, 1)] {
+            assert!(
+                seen.insert(firsts(&plan(seed, epoch))),
+                "seed {seed} epoch {epoch}"
+            );
+        }
+        // Not only the order: which rows share a block changes too (the rotation).
+        let sets = |p: &[Vec<Range<usize>>]| {
+            let mut v: Vec<Vec<usize>> = rows_of(p)
+                .into_iter()
+                .map(|mut b| {
+                    b.sort_unstable();
+                    b
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert_ne!(sets(&plan(5, 1)), sets(&plan(5, 2)));
+        // Block orders over many epochs: every block comes first sometimes.
+        let mut first = std::collections::HashSet::new();
+        for epoch in 1..200 {
+            let p = plan(5, epoch);
+            let starts: Vec<usize> = bounds[..10].to_vec();
+            let r = p[0][0].start;
+            first.insert(starts.iter().filter(|&&s| s <= r).count());
+        }
+        assert!(first.len() >= 8, "{first:?}");
+    }
+
+    #[test]
+    fn one_block_draws_nothing_and_holds_every_row_in_order() {
+        let bounds = block_bounds(500, 1000);
+        let mut a = epoch_rng(9, 4);
+        assert_eq!(epoch_blocks(&bounds, &mut a), vec![vec![0..500]]);
+        let mut b = epoch_rng(9, 4);
+        assert_eq!(a.random::<u64>(), b.random::<u64>());
+    }
+
+    #[test]
+    fn training_rows_map_to_their_source_rows() {
+        let mut g = StdRng::seed_from_u64(1);
+        for n in [1usize, 2, 10, 257] {
+            let val = split(n.max(2), 0.2, 7);
+            let val: Vec<usize> = val.into_iter().filter(|&v| v < n).collect();
+            let dropped: Vec<usize> = (0..n)
+                .filter(|i| val.binary_search(i).is_err() && g.random::<f64>() < 0.1)
+                .collect();
+            let train: Vec<usize> = (0..n)
+                .filter(|i| val.binary_search(i).is_err() && dropped.binary_search(i).is_err())
+                .collect();
+            for (t, &s) in train.iter().enumerate() {
+                assert_eq!(source_row(t, &val, &dropped), s, "n {n} t {t}");
+            }
+        }
+    }
 }

@@ -352,6 +352,9 @@ pub struct FlowParams {
     pub zero: u32,
     /// Rows per context row (≥ 1): with `ctx_step` 1, row r reads context row r / ctx_div.
     pub ctx_div: u32,
+    /// Sampling: row r draws the Philox normals of row `row_off + r`.
+    pub row_off: u32,
+    pub _pad: [u32; 3],
 }
 
 impl FlowParams {
@@ -369,6 +372,8 @@ impl FlowParams {
             stream: 0,
             zero: 0,
             ctx_div: 1,
+            row_off: 0,
+            _pad: [0; 3],
         }
     }
 
@@ -576,23 +581,15 @@ impl FlowTrainPlan {
             ],
             grid,
         )?;
-        let mut cb = c.clone();
-        cb.push(("ROW_W", row_weights.is_some() as u8 as f64));
-        let bwd = ctx.dispatch(
-            ROWS_SHADER,
-            "backward",
-            &cb,
-            &[
-                Bind::U(&uniform),
-                Bind::T(&pv),
-                Bind::T(&tape),
-                Bind::T(dr),
-                Bind::T(row_weights.as_ref().unwrap_or(dr)),
-                Bind::T(&grad_tape),
-                Bind::T(&dcontext.view("dcontext", 0, rows * 4 * lay.e4)),
-                Bind::T(dw),
-            ],
-            grid,
+        let bwd = rows_backward(
+            ctx,
+            flow,
+            &uniform,
+            &tape,
+            row_weights.as_ref(),
+            &grad_tape,
+            dcontext,
+            rows,
         )?;
         let gv = flow.grads_view();
         let partials = if chunks > 1 {
@@ -660,6 +657,39 @@ impl FlowTrainPlan {
         })
     }
 
+    /// The backward launches with per-row weights `weights` [rows] (L = scale · Σ_r w_r ·
+    /// (−log q_r)) instead of the plan's own: a plan without `row_weights` can mask rows
+    /// (w_r = 0 gives those rows exactly zero gradients) in some of its steps. `dcontext` is
+    /// the buffer the plan was built with.
+    pub fn weighted_backward(
+        &self,
+        ctx: &GpuContext,
+        flow: &Flow,
+        dcontext: &GpuTensor,
+        weights: &GpuTensor,
+    ) -> GpuResult<Vec<Dispatch>> {
+        if weights.len < self.rows {
+            return Err(invalid(format!(
+                "row weights '{}' hold {} values for {} rows",
+                weights.label, weights.len, self.rows
+            )));
+        }
+        flow.check_context("dcontext", dcontext, self.rows)?;
+        let bwd = rows_backward(
+            ctx,
+            flow,
+            &self.uniform,
+            &self.tape,
+            Some(weights),
+            &self.grad_tape,
+            dcontext,
+            self.rows,
+        )?;
+        Ok(std::iter::once(bwd)
+            .chain(self.backward[1..].iter().cloned())
+            .collect())
+    }
+
     /// Sets the loss scale (L = scale · Σ_rows −log q); takes effect at the next submit.
     pub fn set_scale(&mut self, ctx: &GpuContext, scale: f32) {
         self.params.scale = scale;
@@ -674,6 +704,41 @@ impl FlowTrainPlan {
     pub fn step_dispatches(&self) -> Vec<&Dispatch> {
         self.forward.iter().chain(&self.backward).collect()
     }
+}
+
+/// The per-row backward launch of a training plan (`weights`: ROW_W).
+#[allow(clippy::too_many_arguments)]
+fn rows_backward(
+    ctx: &GpuContext,
+    flow: &Flow,
+    uniform: &wgpu::Buffer,
+    tape: &GpuTensor,
+    weights: Option<&GpuTensor>,
+    grad_tape: &GpuTensor,
+    dcontext: &GpuTensor,
+    rows: usize,
+) -> GpuResult<Dispatch> {
+    let (dr, dw) = ctx.dummies()?;
+    let wg = rows_wg(rows);
+    let mut cb = flow.config.constants();
+    cb.push(("WG", wg as f64));
+    cb.push(("ROW_W", weights.is_some() as u8 as f64));
+    ctx.dispatch(
+        ROWS_SHADER,
+        "backward",
+        &cb,
+        &[
+            Bind::U(uniform),
+            Bind::T(&flow.params_view()),
+            Bind::T(tape),
+            Bind::T(dr),
+            Bind::T(weights.unwrap_or(dr)),
+            Bind::T(grad_tape),
+            Bind::T(&dcontext.view("dcontext", 0, rows * 4 * flow.layout.e4)),
+            Bind::T(dw),
+        ],
+        groups_1d(rows.div_ceil(4), wg),
+    )
 }
 
 /// log q(θ|c) only (no tape): evaluation batches, density grids.
@@ -773,11 +838,15 @@ pub struct FlowSamplePlan {
     pub log_prob: GpuTensor,
     /// Base draws [rows, pad4(dim)] when built by [`FlowSamplePlan::with_z`] (caller-filled);
     /// otherwise z comes from the Philox stream set by [`FlowSamplePlan::set_stream`]:
-    /// z[r, i] = element r·dim + i of `RngStream::normal`.
+    /// z[r, i] = element r·dim + i of `RngStream::normal` (element (row_off + r)·dim + i for a
+    /// launch from [`FlowSamplePlan::at_row_offset`]).
     pub z: Option<GpuTensor>,
     pub dispatch: Dispatch,
     uniform: wgpu::Buffer,
     params: FlowParams,
+    constants: Vec<(&'static str, f64)>,
+    /// Bindings 1..=4 of the launch (parameters, z, context, step counter).
+    inputs: [GpuTensor; 4],
 }
 
 impl FlowSamplePlan {
@@ -822,28 +891,19 @@ impl FlowSamplePlan {
         } else {
             None
         };
-        let (dr, dw) = ctx.dummies()?;
+        let (dr, _) = ctx.dummies()?;
         let wg = rows_wg(rows);
         let mut c = flow.config.constants();
         c.push(("WG", wg as f64));
         c.push(("Z_BUF", z_buf as u8 as f64));
         c.push(("STEP_CTR", opts.step_counter.is_some() as u8 as f64));
-        let dispatch = ctx.dispatch(
-            ROWS_SHADER,
-            "sample",
-            &c,
-            &[
-                Bind::U(&uniform),
-                Bind::T(&flow.params_view()),
-                Bind::T(z.as_ref().unwrap_or(dr)),
-                Bind::T(&ctxv),
-                Bind::T(opts.step_counter.unwrap_or(dr)),
-                Bind::T(&samples),
-                Bind::T(dw),
-                Bind::T(&log_prob),
-            ],
-            groups_1d(rows.div_ceil(4), wg),
-        )?;
+        let inputs = [
+            flow.params_view(),
+            z.as_ref().unwrap_or(dr).clone(),
+            ctxv,
+            opts.step_counter.unwrap_or(dr).clone(),
+        ];
+        let dispatch = Self::launch(ctx, &c, &uniform, &inputs, &samples, &log_prob, rows)?;
         Ok(FlowSamplePlan {
             rows,
             samples,
@@ -852,7 +912,63 @@ impl FlowSamplePlan {
             dispatch,
             uniform,
             params,
+            constants: c,
+            inputs,
         })
+    }
+
+    fn launch(
+        ctx: &GpuContext,
+        c: &[(&'static str, f64)],
+        uniform: &wgpu::Buffer,
+        inputs: &[GpuTensor; 4],
+        samples: &GpuTensor,
+        log_prob: &GpuTensor,
+        rows: usize,
+    ) -> GpuResult<Dispatch> {
+        let (_, dw) = ctx.dummies()?;
+        ctx.dispatch(
+            ROWS_SHADER,
+            "sample",
+            c,
+            &[
+                Bind::U(uniform),
+                Bind::T(&inputs[0]),
+                Bind::T(&inputs[1]),
+                Bind::T(&inputs[2]),
+                Bind::T(&inputs[3]),
+                Bind::T(samples),
+                Bind::T(dw),
+                Bind::T(log_prob),
+            ],
+            groups_1d(rows.div_ceil(4), rows_wg(rows)),
+        )
+    }
+
+    /// A second launch of this plan (same buffers, same stream as last set) whose row r draws
+    /// the Philox normals of row `row_off + r`: a micro-batch of a split batch draws exactly what
+    /// the same rows of the whole batch would. Returns the launch and the uniform it binds (keep
+    /// it alive with the launch).
+    pub fn at_row_offset(
+        &self,
+        ctx: &GpuContext,
+        row_off: usize,
+    ) -> GpuResult<(Dispatch, wgpu::Buffer)> {
+        let params = FlowParams {
+            row_off: row_off as u32,
+            ..self.params
+        };
+        let uniform = ctx.uniform("flow-params-row-offset", &params);
+        let d = Self::launch(
+            ctx,
+            &self.constants,
+            &uniform,
+            &self.inputs,
+            &self.samples,
+            &self.log_prob,
+            self.rows,
+        )?;
+        Ok((d, uniform))
     }
 
     /// Uses only the first `rows` rows (≤ the plan's), row r reading context row r / `div`; takes
