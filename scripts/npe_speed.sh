@@ -14,12 +14,13 @@ start=$(date +%s.%N)
 $bin train --task two_moons --simulations 10000 --seed 0 --out "$out/ours" "$@" 2> "$out/ours.log"
 ours_s=$(echo "$(date +%s.%N) - $start" | bc)
 $bin sample --model "$out/ours" --observation 1 --num-samples 10000 --seed 1 --out "$out/ours_s1.npy" 2> /dev/null
-sbi_c=$($bin c2st "$ref" "$out/sbi/samples_obs1.npy" 2> /dev/null | tail -1)
-ours_c=$($bin c2st "$ref" "$out/ours_s1.npy" 2> /dev/null | tail -1)
+sbi_c=$($bin c2st "$ref" "$out/sbi/samples_obs1.npy" 2> /dev/null | tail -1); echo "$sbi_c" > "$out/sbi_c2st.txt"
+ours_c=$($bin c2st "$ref" "$out/ours_s1.npy" 2> /dev/null | tail -1); echo "$ours_c" > "$out/ours_c2st.txt"
 python3 - "$out" "$ours_s" "$sbi_c" "$ours_c" <<'PY'
 import json, statistics, sys
 out, ours_s, sbi_c, ours_c = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
-sbi = json.loads(open(f"{out}/sbi.json").read().strip().splitlines()[-1])
+text = open(f"{out}/sbi.json").read()
+sbi = json.loads(text[text.rindex('{"task"'):])  # sbi may print its own text on the same line
 rows = [json.loads(l) for l in open(f"{out}/ours/metrics.jsonl")]
 pps = statistics.median(r["pairs_per_s"] for r in rows)
 print(f"sbi NPE-MAF defaults: training {sbi['train_s']:.1f} s, {sbi.get('epochs')} epochs, "
