@@ -4,7 +4,8 @@
 //! Training: the trainer's real optimizer step ([`StepBench`]: the dispatch graph `train` runs —
 //! minibatch gather, flow forward and backward, the generalized-KL ratio term with its
 //! contrastive θ' or base-flow draws, Adam), over a GPU-resident block of simulations, submitted
-//! a block of steps at a time as `train` submits an epoch's block, waiting after each. Not
+//! about a quarter second of steps at a time (`train` submits an epoch's block at once), waiting
+//! after each. Not
 //! included: validation, the per-epoch host work (permutation upload, loss read-back). CPU: the
 //! project's f64 references of the same step (`flow::cpu::backward` — a forward pass and the
 //! reverse pass —, `flow::cpu::inverse` for the hybrid's base-flow draws, `gkl::cpu::pairs` and
@@ -365,29 +366,36 @@ pub fn train_row(
     batch: usize,
 ) -> BenchResult<TrainRow> {
     let (d, dx) = (task.dim_theta(), task.dim_x());
-    // A block of several batches (at least 16384 rows): each submission runs its steps.
-    let n = (4 * batch).max(16_384).div_ceil(batch) * batch;
+    // A block of at least 8 batches and 65536 rows. Submissions of about a quarter second of
+    // steps (at most a block's; the trainer submits a whole block of an epoch at once), with a
+    // wait after each: few enough submissions that their fixed cost does not count on any
+    // adapter, short enough for a few of them per measurement on a slow one.
+    let n = (8 * batch).max(65_536).div_ceil(batch) * batch;
     let (theta, x) = simulate_n(task, n, cfg.seed ^ 0x5452_4149_4e00 ^ batch as u64)?;
     let settings = settings_for(cfg, mf, batch);
     let sb = StepBench::new(ctx, task.prior(), &theta, &x, dx, &settings)?;
-    // Warm-up submission (first use of the pipelines), then the timed ones.
-    sb.submit(ctx)?;
+    // Warm-up step (first use of the pipelines), then one step that sizes the submissions.
+    sb.submit(ctx, 1)?;
     ctx.wait()?;
+    let t1 = Instant::now();
+    sb.submit(ctx, 1)?;
+    ctx.wait()?;
+    let per_submit =
+        ((0.25 / t1.elapsed().as_secs_f64().max(1e-6)) as usize).clamp(1, sb.steps_per_block);
     let t = Instant::now();
-    let mut submits = 0;
-    while submits == 0 || t.elapsed().as_secs_f64() < cfg.seconds {
-        sb.submit(ctx)?;
+    let mut steps = 0;
+    while steps == 0 || t.elapsed().as_secs_f64() < cfg.seconds {
+        sb.submit(ctx, per_submit)?;
         ctx.wait()?;
-        submits += 1;
+        steps += per_submit;
     }
     let gpu_s = t.elapsed().as_secs_f64();
-    let steps = submits * sb.steps_per_submit;
     let taken = sb.steps_taken(ctx)? as usize;
-    if taken != steps + sb.steps_per_submit {
+    if taken != steps + 2 {
         return Err(BenchError::Config(format!(
             "{} batch {batch}: the GPU counted {taken} optimizer steps, {} were submitted",
             mf.label(),
-            steps + sb.steps_per_submit
+            steps + 2
         )));
     }
     let flops = train_flops_per_pair(
@@ -440,7 +448,7 @@ pub fn train_row(
         method: mf.label(),
         batch: sb.batch,
         micro_batches: sb.micro_batches,
-        steps_per_submit: sb.steps_per_submit,
+        steps_per_submit: per_submit,
         gpu_steps: steps,
         gpu_seconds: gpu_s,
         gpu_steps_per_s: steps as f64 / gpu_s,
@@ -692,7 +700,7 @@ pub fn run(
         }
     }
     let notes = vec![
-        "GPU training: the trainer's step graph (gather, flow forward+backward, ratio term with contrastive θ' or base-flow draws, Adam) on a resident block, a block of steps per submission with a wait after each, as `train` submits an epoch; validation and per-epoch host work not included".into(),
+        "GPU training: the trainer's step graph (gather, flow forward+backward, ratio term with contrastive θ' or base-flow draws, Adam) on a resident block of ≥ 65536 simulations, about 0.25 s of steps per submission (`steps_per_submit`) with a wait after each; validation and per-epoch host work not included".into(),
         "CPU training: the project's f64 references of the same step (flow::cpu::backward, flow::cpu::inverse for hybrid draws, gkl::cpu, mlp::cpu, AdamCpu), one thread, unoptimized; timed on `cpu_rows` rows per step and extrapolated per pair when that is fewer than the batch".into(),
         "FLOPs per pair: dense multiply-adds of every layer (masked MADE weights included) × 2 × 3 for forward+backward; a hybrid base-flow draw adds dim hidden-stack passes + one output layer per transform, forward only (× 2); splines, activations, loss, gather and Adam not counted".into(),
         format!("sampling: models trained {} epochs on {} simulations (batch 256); {} observations (x simulated from prior draws) at once; rejection warm-up of {} proposals per observation sets M and its proposals are counted; NPE proposals are flow draws, accepted = inside the prior's support", cfg.sampler_epochs, cfg.sampler_simulations, cfg.observations, cfg.m_proposals),

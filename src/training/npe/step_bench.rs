@@ -3,7 +3,7 @@
 //! [`super::train`] builds (its `train_graph`: gather, embedding, flow forward and backward, the
 //! ratio term with its contrastive θ' or base-flow draws, micro-batch gradient sums, Adam), over
 //! one GPU-resident block of training rows. No validation, early stopping or checkpoints: only
-//! the steps, submitted as the trainer submits a block's steps (one submission).
+//! the steps, any number per submission (the trainer submits a block's steps at once).
 
 use super::NpeSettings;
 use super::{train_graph, Accs, Grads, Nets, Split, TrainGraph};
@@ -27,8 +27,8 @@ pub struct StepBench {
     pub batch: usize,
     /// Micro-batches per step (1 unless the batch's buffers exceed the adapter's largest binding).
     pub micro_batches: usize,
-    /// Optimizer steps per [`StepBench::submit`] (the block's rows / the batch).
-    pub steps_per_submit: usize,
+    /// Batches in the block (its rows / the batch): the steps of one epoch over it.
+    pub steps_per_block: usize,
     /// The architecture with the data's dimensions.
     pub flow: Option<FlowConfig>,
     pub ratio: Option<MlpConfig>,
@@ -46,8 +46,8 @@ pub struct StepBench {
 
 impl StepBench {
     /// `theta` [n × d], `x` [n × dim_x] (original space): the block, every row of it a training
-    /// row (the z-scores are fitted on them). The batch is `settings.batch_size` (at most n);
-    /// each submission runs n / batch steps. Weights are initialized as `train` initializes them.
+    /// row (the z-scores are fitted on them). The batch is `settings.batch_size` (at most n).
+    /// Weights are initialized as `train` initializes them.
     pub fn new(
         ctx: &GpuContext,
         prior: &Prior,
@@ -203,7 +203,7 @@ impl StepBench {
         Ok(StepBench {
             batch: graph.batch,
             micro_batches: graph.split.count,
-            steps_per_submit: n.div_ceil(graph.batch),
+            steps_per_block: n.div_ceil(graph.batch),
             flow: flow_cfg,
             ratio: ratio_cfg,
             embedding: emb,
@@ -218,9 +218,10 @@ impl StepBench {
         })
     }
 
-    /// Queues one submission of [`StepBench::steps_per_submit`] optimizer steps (does not wait).
-    pub fn submit(&self, ctx: &GpuContext) -> GpuResult<()> {
-        let list: Vec<&Dispatch> = (0..self.steps_per_submit)
+    /// Queues one submission of `steps` optimizer steps (does not wait); each step takes the
+    /// block's next batch, wrapping around after [`StepBench::steps_per_block`].
+    pub fn submit(&self, ctx: &GpuContext, steps: usize) -> GpuResult<()> {
+        let list: Vec<&Dispatch> = (0..steps)
             .flat_map(|_| self.graph.full_step.iter())
             .collect();
         ctx.run(&list)
