@@ -218,3 +218,132 @@ fn bench_rejects_bad_grids_with_one_line() {
         let _ = std::fs::remove_dir_all(&out);
     }
 }
+
+/// `gkl-gpu bench throughput` on a tiny configuration: the JSON report (stdout and `--out`) holds
+/// the adapter and one row per (method, batch) and per method, every figure positive and finite.
+#[test]
+fn bench_throughput_reports_every_cell() {
+    let out = std::env::temp_dir().join(format!("gkl-bench-tp-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&out);
+    let methods = ["npe-maf", "ratio", "hybrid-maf"];
+    let batches = [32u64, 64];
+    let o = Command::new(BIN)
+        .args([
+            "bench",
+            "throughput",
+            "--quick",
+            "--methods",
+            &methods.join(","),
+            "--batches",
+            "32,64",
+            "--seconds",
+            "0.1",
+            "--observations",
+            "3",
+            "--sampler-epochs",
+            "1",
+            "--sampler-simulations",
+            "300",
+            "--json",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is JSON");
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("--out written")).unwrap();
+    assert_eq!(v, file, "--out holds the printed report");
+    let adapter = v["adapter"].as_str().expect("adapter");
+    assert!(!adapter.trim().is_empty());
+    assert!(
+        err.contains(adapter),
+        "the adapter named on stderr is the report's"
+    );
+    let positive = |row: &serde_json::Value, keys: &[&str]| {
+        for k in keys {
+            let x = row[*k]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{k} missing in {row}"));
+            assert!(x.is_finite() && x > 0.0, "{k} = {x} in {row}");
+        }
+    };
+    let train = v["train"].as_array().expect("train rows");
+    assert_eq!(train.len(), methods.len() * batches.len(), "{train:#?}");
+    for m in methods {
+        for b in batches {
+            let row = train
+                .iter()
+                .find(|r| r["method"] == m && r["batch"].as_u64() == Some(b))
+                .unwrap_or_else(|| panic!("no train row for {m} at batch {b}"));
+            positive(
+                row,
+                &[
+                    "gpu_steps_per_s",
+                    "gpu_pairs_per_s",
+                    "gpu_gflops",
+                    "flops_per_pair",
+                    "cpu_pairs_per_s",
+                    "cpu_gflops",
+                    "gpu_over_cpu",
+                ],
+            );
+            // pairs/s is steps/s × batch, and the CPU rows are at most the batch.
+            let (s, p) = (
+                row["gpu_steps_per_s"].as_f64().unwrap(),
+                row["gpu_pairs_per_s"].as_f64().unwrap(),
+            );
+            assert!((p / (s * b as f64) - 1.0).abs() < 1e-9, "{row}");
+            assert!(row["cpu_rows"].as_u64().unwrap() <= b);
+        }
+    }
+    let sampler = v["sampler"].as_array().expect("sampler rows");
+    assert_eq!(sampler.len(), methods.len(), "{sampler:#?}");
+    for m in methods {
+        let row = sampler
+            .iter()
+            .find(|r| r["method"] == m)
+            .unwrap_or_else(|| panic!("no sampler row for {m}"));
+        assert_eq!(
+            row["sampler"],
+            if m.starts_with("npe") {
+                "flow"
+            } else {
+                "rejection"
+            }
+        );
+        positive(
+            row,
+            &[
+                "gpu_proposals_per_s",
+                "gpu_accepted_per_s",
+                "acceptance_rate",
+                "cpu_proposals_per_s",
+                "cpu_accepted_per_s",
+                "gpu_over_cpu",
+            ],
+        );
+        assert!(row["acceptance_rate"].as_f64().unwrap() <= 1.0);
+    }
+    let _ = std::fs::remove_file(&out);
+}
+
+#[test]
+fn bench_throughput_rejects_bad_methods_with_one_line() {
+    for (m, want) in [
+        ("ratio-nsf", "no flow"),
+        ("npe-realnvp", "unknown flow"),
+        ("flows", "unknown method"),
+    ] {
+        let o = Command::new(BIN)
+            .args(["bench", "throughput", "--methods", m])
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(want), "{m}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{m}: {err}");
+    }
+}

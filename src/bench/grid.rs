@@ -114,7 +114,7 @@ impl TrainProfile {
         }
     }
 
-    fn settings(&self, method: Method, contrastive: usize, seed: u64) -> NpeSettings {
+    pub fn settings(&self, method: Method, contrastive: usize, seed: u64) -> NpeSettings {
         NpeSettings {
             method,
             flow: FlowConfig {
@@ -255,7 +255,7 @@ fn score(
 }
 
 /// Simulations of a cell, as `gkl-gpu train --task` draws them (rows with NaN/Inf in x dropped).
-fn simulate(task: &dyn Task, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
+pub(crate) fn simulate(task: &dyn Task, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
     let theta = task.sample_prior(n, seed);
     let x = task.simulate(&theta, seed.wrapping_add(0x5349_4d55));
     let (dt, dx) = (task.dim_theta(), task.dim_x());

@@ -1,11 +1,13 @@
-//! `gkl-gpu bench ...`: the SBI benchmark grid (the main form) and kernel throughput
-//! (`gkl-gpu bench kernels`).
+//! `gkl-gpu bench ...`: the SBI benchmark grid (the main form), kernel throughput
+//! (`gkl-gpu bench kernels`) and per-method training and sampling throughput
+//! (`gkl-gpu bench throughput`).
 
 use super::GpuArgs;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use gkl_gpu::bench::grid::{self, GridConfig, TrainProfile};
 use gkl_gpu::bench::kernels;
+use gkl_gpu::bench::throughput::{self, MethodFlow, ThroughputConfig};
 use gkl_gpu::evaluation::c2st::C2stConfig;
 use gkl_gpu::models::flow::FlowKind;
 use gkl_gpu::training::Method;
@@ -208,6 +210,52 @@ enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// Per method: training steps/s, pairs/s and GFLOP/s at each batch size, and sampler
+    /// proposals/s, each beside a plain-Rust CPU reference timed in the same run
+    Throughput(ThroughputArgs),
+}
+
+#[derive(Args)]
+struct ThroughputArgs {
+    /// Benchmark task whose simulations train and whose observations are sampled
+    #[arg(long, default_value = "two_moons")]
+    task: String,
+    /// Methods with their flow: npe-maf, npe-nsf, ratio, hybrid-maf, hybrid-nsf (npe and hybrid
+    /// alone: NSF)
+    #[arg(long, value_delimiter = ',', default_value = "npe-maf,npe-nsf,ratio,hybrid-nsf", value_parser = MethodFlow::parse)]
+    methods: Vec<MethodFlow>,
+    /// Training batch sizes
+    #[arg(long, value_delimiter = ',', default_value = "256,4096")]
+    batches: Vec<usize>,
+    /// Minimum seconds timed per measurement (GPU and CPU each)
+    #[arg(long, default_value_t = 1.5)]
+    seconds: f64,
+    /// Contrastive θ' per x (K) of the ratio and hybrid terms
+    #[arg(long, default_value_t = 1)]
+    contrastive: usize,
+    /// Sampling: observations sampled at once (0: skip the sampling measurements)
+    #[arg(long, default_value_t = 100)]
+    observations: usize,
+    /// Sampling: epochs the sampled models train for
+    #[arg(long, default_value_t = 3)]
+    sampler_epochs: usize,
+    /// Sampling: simulations the sampled models train on
+    #[arg(long, default_value_t = 5000)]
+    sampler_simulations: usize,
+    /// Rejection sampling: warm-up proposals per observation that set the bound M
+    #[arg(long, default_value_t = 1024)]
+    m_proposals: usize,
+    /// Tiny networks (tests and smoke runs, not numbers)
+    #[arg(long)]
+    quick: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print JSON instead of the table
+    #[arg(long)]
+    json: bool,
+    /// Also write the JSON report to this file
+    #[arg(long, value_name = "FILE.json")]
+    out: Option<PathBuf>,
 }
 
 pub fn run(gpu: &GpuArgs, args: BenchArgs) -> Result<()> {
@@ -251,6 +299,38 @@ pub fn run(gpu: &GpuArgs, args: BenchArgs) -> Result<()> {
             })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(())
+        }
+        BenchWhat::Throughput(a) => {
+            let cfg = ThroughputConfig {
+                task: a.task,
+                methods: a.methods,
+                batches: a.batches,
+                seconds: a.seconds,
+                profile: if a.quick {
+                    TrainProfile::quick()
+                } else {
+                    TrainProfile::default()
+                },
+                contrastive: a.contrastive,
+                observations: a.observations,
+                sampler_epochs: a.sampler_epochs,
+                sampler_simulations: a.sampler_simulations,
+                m_proposals: a.m_proposals,
+                seed: a.seed,
+            };
+            let ctx = gpu.context()?;
+            let report = throughput::run(&ctx, &cfg, &mut |m| eprintln!("timing {m}"))?;
+            let json = serde_json::to_string_pretty(&report)?;
+            if let Some(p) = &a.out {
+                gkl_gpu::io::atomic_write_bytes(p, json.as_bytes())
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+            if a.json {
+                println!("{json}");
             } else {
                 print!("{}", report.table());
             }

@@ -213,6 +213,9 @@ pub struct TrainOptions {
     pub fault: Option<Fault>,
 }
 
+mod step_bench;
+pub use step_bench::StepBench;
+
 /// Default bound on a GPU-resident block of training rows.
 pub const DEFAULT_BLOCK_BYTES: u64 = 64 << 20;
 
