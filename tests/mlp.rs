@@ -110,7 +110,7 @@ fn input_gradient_matches_cpu_reference_and_finite_differences() {
         let dys: Vec<Vec<f64>> = (0..models).map(|_| randn(&mut g, rows * 2, 1.0)).collect();
         let mlp = Mlp::new_batched(ctx, cfg.clone(), &ws).unwrap();
         let plan = MlpPlan::with_input_grad(ctx, &mlp, rows).unwrap();
-        let k4 = (k + 3) / 4 * 4;
+        let k4 = k.div_ceil(4) * 4;
         for m in 0..models {
             ctx.write(&plan.x, m * rows * k4, &pack(&xs[m], rows, k)).unwrap();
             ctx.write(&plan.dy, m * rows * 4, &pack(&dys[m], rows, 2)).unwrap();

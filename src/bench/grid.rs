@@ -291,6 +291,7 @@ fn simulate(task: &dyn Task, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
 }
 
 /// Trains the cell (or reads what an earlier run left).
+#[allow(clippy::too_many_arguments)]
 fn train_cell(
     ctx: &GpuContext,
     cfg: &GridConfig,

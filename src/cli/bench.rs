@@ -21,9 +21,8 @@ pub struct BenchArgs {
 }
 
 /// `gkl-gpu bench [options]`: for every cell (task, method, K, hybrid base gradient, budget, seed)
-/// simulate, train,
-/// and per observation sample, score by C2ST against the reference posterior; results are
-/// journaled per (cell, observation), so a killed run continues where it stopped.
+/// simulate, train, and per observation sample, score by C2ST against the reference posterior;
+/// results are journaled per (cell, observation), so a killed run continues where it stopped.
 #[derive(Args)]
 struct GridArgs {
     /// Tasks (sbibm names, or gaussian_linear_d<d>)

@@ -11,7 +11,11 @@
 //! reports the error. A batch whose buffers exceed the adapter's binding limit is split, not
 //! shrunk (with a notice): every step runs it as micro-batches that fit, sums their gradients on
 //! the GPU and takes one optimizer step, the same optimization as the whole batch up to float
-//! rounding (see `Split`).
+//! rounding (see `Split`). The hybrid's partition term trains its base flow too with
+//! [`BaseGradient::Reparameterized`] (see the module docs of [`crate::training`]): the ratio
+//! net then also writes its input gradient, and a [`FlowInverseGradPlan`] adds the gradient
+//! through the base draws to the flow's and the embedding net's, before the embedding net's
+//! backward pass and the micro-batches' gradient sum.
 
 use crate::kernels::adam::{Adam, AdamConfig};
 use crate::kernels::elementwise::{self, EwParams};

@@ -733,8 +733,7 @@ pub fn inverse_backward(
         }
         xs.reverse();
         let mut gx = dtheta[r * d..(r + 1) * d].to_vec();
-        for t in 0..cfg.transforms {
-            let x = &xs[t];
+        for (t, x) in xs.iter().enumerate().take(cfg.transforms) {
             let m = made_forward(cfg, &w.layers[t], t, x, c);
             let mut v = vec![0.0; d];
             for k in (1..=d).rev() {

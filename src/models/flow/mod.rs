@@ -17,7 +17,11 @@
 //! pass (log q and a tape), one for the per-row backward pass (gradients of every pre-activation
 //! and of the context), one for all weight gradients (plus a reduction launch when the rows are
 //! split into chunks), one for sampling. Every MADE layer of every transform runs inside those
-//! launches, each invocation carrying 4 rows.
+//! launches, each invocation carrying 4 rows. [`FlowInverseGradPlan`] differentiates the sampling
+//! direction: given dL/dθ for samples θ = T⁻¹(z; c) with z held fixed, the gradients of every
+//! parameter and of the context (the forward pass at θ for its tape, then `inverse_backward`:
+//! implicit differentiation of each transform, dim MADE backward passes per transform, the
+//! mirror image of sampling's dim forward passes; then the same weight-gradient launch).
 //!
 //! Parameters live in a caller-owned arena (see [`FlowConfig::arena_len`]); masked and padding
 //! entries are exactly zero there and get exactly-zero gradients, so Adam keeps them zero.
