@@ -8,6 +8,8 @@
 //           only the layer input A is a per-lane load.
 //           With chunks > 1 each chunk of rows writes its own copy (partials), summed by `reduce`.
 //   reduce: out = sum over chunks of the partial copies.
+// With ACCUM the final result is added to `out` instead (the flow's gradient from another term,
+// such as the gradient through the reparameterized samples added to the density term's).
 // Tape layouts as in flow_rows.wgsl.
 
 @group(0) @binding(0) var<uniform> p: FlowParams;
@@ -20,6 +22,7 @@
 override WGW: u32 = 16u;
 override OBT: u32 = 16u;   // output blocks per workgroup, <= 16
 override WGR: u32 = 64u;
+override ACCUM: bool = false;  // add the result to out (wgrad with one chunk, or reduce)
 
 // Layer input A, row r, block ib (ib == kin4: the bias's constant 1).
 fn a_load(l: u32, t: u32, r: u32, ib: u32, kin4: u32) -> vec4<f32> {
@@ -97,7 +100,11 @@ fn wgrad(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wi
             let v = acc[j][ii];
             let m = vec4<bool>(flow_mask(t, l, row, 4u * cb), flow_mask(t, l, row, 4u * cb + 1u),
                                flow_mask(t, l, row, 4u * cb + 2u), flow_mask(t, l, row, 4u * cb + 3u));
-            out[base + row * n4 + cb] = select(vec4<f32>(0.0), v, m);
+            var w = select(vec4<f32>(0.0), v, m);
+            if (ACCUM && p.chunks == 1u) {
+                w += out[base + row * n4 + cb];
+            }
+            out[base + row * n4 + cb] = w;
         }
     }
 }
@@ -112,6 +119,9 @@ fn reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     var s = vec4<f32>(0.0);
     for (var c = 0u; c < p.chunks; c++) {
         s += part[c * n + i];
+    }
+    if (ACCUM) {
+        s += out[i];
     }
     out[i] = s;
 }

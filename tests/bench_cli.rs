@@ -144,6 +144,8 @@ fn bench_grid_is_resumable_and_writes_reports() {
         "header and one line per row:\n{csv}"
     );
     assert!(csv.starts_with("task,method,contrastive,budget,seed,observation,c2st"));
+    assert!(csv.lines().next().unwrap().ends_with(",base_gradient"), "{csv}");
+    assert!(csv.lines().skip(1).all(|l| l.ends_with(",detached")), "{csv}");
     let table = std::fs::read_to_string(out.join("table.md")).unwrap();
     assert!(
         table.contains("| two_moons | npe |") && table.contains("| two_moons | ratio |"),
@@ -201,6 +203,7 @@ fn bench_rejects_bad_grids_with_one_line() {
         (vec!["--observations", "9"], "observation 9 does not exist"),
         (vec!["--tasks", "no_such_task"], "unknown task"),
         (vec!["--contrastive", "0"], "K must be at least 1"),
+        (vec!["--base-gradient", "sideways"], "invalid value 'sideways'"),
     ] {
         let out = std::env::temp_dir().join(format!("gkl-bench-bad-{}", std::process::id()));
         let mut a = vec![

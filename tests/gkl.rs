@@ -1,5 +1,7 @@
 //! The generalized-KL surrogates: loss gradients against finite differences of the f64 reference
-//! (same contrastive draws), the hybrid's base draws against the flow's own inverse, the batched
+//! (same contrastive draws), the hybrid's whole training gradient (training graph, base gradient
+//! detached or reparameterized) against finite differences of the f64 hybrid loss, the hybrid's
+//! base draws against the flow's own inverse, the batched
 //! rejection sampler against its CPU reference (same Philox stream), budgets that stop a hopeless
 //! observation without stalling the others, and ratio/hybrid posteriors against an exact one.
 
@@ -9,13 +11,15 @@ use gkl_gpu::kernels::gkl::{self, cpu as gcpu, Contrast, GklParams};
 use gkl_gpu::kernels::layout::{pack, pad4, unpack};
 use gkl_gpu::kernels::Activation;
 use gkl_gpu::models::arena::ParamArena;
+use gkl_gpu::models::flow::cpu::FlowWeights;
 use gkl_gpu::models::flow::{cpu as fcpu, Flow, FlowConfig, FlowKind, FlowSampleOptions, FlowSamplePlan, SAMPLE_STREAM};
 use gkl_gpu::models::mlp::{cpu as mcpu, Mlp, MlpConfig, MlpPlan, MlpWeights};
 use gkl_gpu::kernels::rng::RngStream;
 use gkl_gpu::runtime::Dispatch;
 use gkl_gpu::sampling::npe::NpePosterior;
 use gkl_gpu::sampling::rejection::{cpu as rcpu, PriorPack, Proposal, RejectionConfig, RejectionSampler};
-use gkl_gpu::training::npe::{train_npe, NpeSettings};
+use gkl_gpu::training::npe::{probe_step_gradient, train_npe, NpeSettings, StepProbe};
+use gkl_gpu::training::BaseGradient;
 use gkl_gpu::training::preprocess::{Preprocess, Standardize};
 use gkl_gpu::training::Method;
 use gkl_tasks::Prior;
@@ -179,6 +183,139 @@ fn gkl_loss_of_a_padded_micro_batch_counts_only_its_valid_rows() {
     }
     for j in 0..3 {
         assert!((sums[j] - sw[j]).abs() <= 1e-4 * sw[j].abs().max(1.0), "micro-batch sums {sums:?} vs the whole batch's {sw:?}");
+    }
+}
+
+/// The hybrid's networks read from an arena (the probe's parameters or gradients) in f64.
+struct HybridNets {
+    emb: MlpWeights,
+    flow: FlowWeights,
+    ratio: MlpWeights,
+}
+
+impl HybridNets {
+    fn from_arena(p: &StepProbe, a: &[f32]) -> Self {
+        let mlp = |(c, off): &(MlpConfig, usize)| {
+            let (slots, len) = c.arena_layout(p.arena_align);
+            MlpWeights::from_arena(&a[*off..*off + len], &slots)
+        };
+        let (fc, foff) = p.flow.as_ref().unwrap();
+        HybridNets {
+            emb: mlp(p.embedding.as_ref().unwrap()),
+            flow: FlowWeights::from_arena(fc, &a[*foff..]),
+            ratio: mlp(p.ratio.as_ref().unwrap()),
+        }
+    }
+
+    fn flat(&self) -> [Vec<f64>; 3] {
+        [flat(&self.emb), self.flow.flat(), flat(&self.ratio)]
+    }
+
+    /// Every parameter in `flat` order, mutably.
+    fn params_mut(&mut self) -> Vec<&mut f64> {
+        let mut v: Vec<&mut f64> = vec![];
+        for (w, b) in self.emb.w.iter_mut().zip(self.emb.b.iter_mut()) {
+            v.extend(w.iter_mut().chain(b.iter_mut()));
+        }
+        v.extend(self.flow.flat_mut());
+        for (w, b) in self.ratio.w.iter_mut().zip(self.ratio.b.iter_mut()) {
+            v.extend(w.iter_mut().chain(b.iter_mut()));
+        }
+        v
+    }
+}
+
+/// The hybrid loss in f64 (network space): (1/B) Σ_i [−log q(θ_i | e(x_i)) − f(θ_i, x_i)]
+/// + (1/B) Σ_i (1/K) Σ_k sexp f(θ'_ik, x_i) with θ'_ik = T⁻¹(z_ik; e(x_i)), or the given draws.
+#[allow(clippy::too_many_arguments)]
+fn hybrid_loss(p: &StepProbe, n: &HybridNets, theta: &[f64], x: &[f64], z: &[f64], fixed: Option<&[f64]>, b: usize, k: usize) -> f64 {
+    let (ec, fc, rc) = (&p.embedding.as_ref().unwrap().0, &p.flow.as_ref().unwrap().0, &p.ratio.as_ref().unwrap().0);
+    let (d, dx, e) = (fc.dim, ec.in_dim, ec.out_dim);
+    let c = mcpu::forward(ec, &n.emb, x, b).y;
+    let npe = -fcpu::log_prob(fc, &n.flow, theta, &c, b).iter().sum::<f64>() / b as f64;
+    let draws = match fixed {
+        Some(t) => t.to_vec(),
+        None => {
+            let ck: Vec<f64> = (0..b * k).flat_map(|j| c[(j / k) * e..(j / k + 1) * e].to_vec()).collect();
+            fcpu::inverse(fc, &n.flow, z, &ck, b * k).0
+        }
+    };
+    let inp = gcpu::pairs(theta, x, Some(&draws), b, k, d, dx);
+    let f = mcpu::forward(rc, &n.ratio, &inp, b * (1 + k)).y;
+    npe + gcpu::loss(&f, b, k)
+}
+
+fn hybrid_settings(kind: FlowKind, base_gradient: BaseGradient, batch: usize) -> NpeSettings {
+    NpeSettings {
+        flow: FlowConfig { transforms: 2, hidden: 8, hidden_layers: 1, act: Activation::Tanh, bins: 4, tail_bound: 2.0, ..FlowConfig::new(kind, 0, 0) },
+        embedding: Some(MlpConfig { in_dim: 0, out_dim: 2, hidden: 6, blocks: 1, act: Activation::Tanh, residual: true }),
+        ratio: Some(MlpConfig { in_dim: 0, out_dim: 1, hidden: 8, blocks: 1, act: Activation::Tanh, residual: true }),
+        contrastive: 2,
+        base_gradient,
+        batch_size: batch,
+        seed: 5,
+        ..settings(Method::Hybrid)
+    }
+}
+
+/// The hybrid's whole training gradient — the trainer's own step graph (embedding net, flow, base
+/// draws, ratio net, GKL loss; no optimizer step) — against central differences of the f64
+/// hybrid loss with the same base draws z: with the base gradient detached, θ' = T⁻¹(z; e(x))
+/// stays at the unperturbed parameters (the partition term trains the ratio net only, the
+/// unchanged behaviour); reparameterized, θ' moves with the flow's and the embedding net's
+/// parameters. MAF and NSF bases (d = 3, an embedding net, K = 2), and the same gradients from
+/// the batch split into micro-batches (a short last one).
+#[test]
+fn hybrid_training_gradient_matches_finite_differences_detached_and_reparameterized() {
+    let ctx = ctx();
+    let (b, k, d, dx) = (7usize, 2usize, 3usize, 3usize);
+    let mut g = rng(40);
+    let theta = randn(&mut g, b * d, 1.5);
+    let x = randn(&mut g, b * dx, 1.5);
+    let z: Vec<f64> = RngStream { seed: 5, offset: 0, stream: SAMPLE_STREAM }.normal(b * k * d).into_iter().map(f64::from).collect();
+    for kind in [FlowKind::Maf, FlowKind::Nsf] {
+        let mut flows = vec![];
+        for bg in [BaseGradient::Detached, BaseGradient::Reparameterized] {
+            let what = format!("{kind:?} {bg:?}");
+            let probe = probe_step_gradient(ctx, &hybrid_settings(kind, bg, b), d, dx, &theta, &x, 1).unwrap();
+            let nets = HybridNets::from_arena(&probe, &probe.params);
+            let fc = &probe.flow.as_ref().unwrap().0;
+            let fixed = (bg == BaseGradient::Detached).then(|| {
+                let ec = &probe.embedding.as_ref().unwrap().0;
+                let c = mcpu::forward(ec, &nets.emb, &x, b).y;
+                let ck: Vec<f64> = (0..b * k).flat_map(|j| c[(j / k) * 2..(j / k + 1) * 2].to_vec()).collect();
+                fcpu::inverse(fc, &nets.flow, &z, &ck, b * k).0
+            });
+            let loss = |n: &HybridNets| hybrid_loss(&probe, n, &theta, &x, &z, fixed.as_deref(), b, k);
+            let h = 1e-5;
+            let mut fd_nets = HybridNets::from_arena(&probe, &vec![0.0; probe.params.len()]);
+            let n_params = nets.flat().iter().map(Vec::len).sum::<usize>();
+            for i in 0..n_params {
+                let (mut a, mut c) = (HybridNets::from_arena(&probe, &probe.params), HybridNets::from_arena(&probe, &probe.params));
+                *a.params_mut()[i] += h;
+                *c.params_mut()[i] -= h;
+                *fd_nets.params_mut()[i] = (loss(&a) - loss(&c)) / (2.0 * h);
+            }
+            let gpu = HybridNets::from_arena(&probe, &probe.grads);
+            for (part, (got, want)) in ["embedding", "flow", "ratio"].iter().zip(gpu.flat().iter().zip(fd_nets.flat().iter())) {
+                let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+                assert!(scale > 1e-3, "{what}: {part} gradient is zero");
+                let err = max_rel_err(got, want, 2e-3 * scale, 5e-3);
+                assert!(err <= 1.0, "{what}: {part} gradient off by {err}× tolerance");
+            }
+            // The same gradient from two micro-batches of 4 and 3 rows.
+            let split = probe_step_gradient(ctx, &hybrid_settings(kind, bg, b), d, dx, &theta, &x, 2).unwrap();
+            assert_eq!(split.micro_batches, 2);
+            let scale = probe.grads.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+            let (a, c): (Vec<f64>, Vec<f64>) = split.grads.iter().zip(&probe.grads).map(|(&a, &c)| (a as f64, c as f64)).unzip();
+            assert!(max_rel_err(&a, &c, 1e-5 * scale, 1e-4) <= 1.0, "{what}: micro-batches change the gradient");
+            flows.push(gpu);
+        }
+        // The option changes the base's (and the embedding's) gradient, not the ratio's.
+        let ([e0, f0, r0], [e1, f1, r1]) = (flows[0].flat(), flows[1].flat());
+        let diff = |a: &[f64], c: &[f64]| a.iter().zip(c).fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+        assert!(diff(&f0, &f1) > 1e-3 && diff(&e0, &e1) > 1e-4, "{kind:?}: the reparameterized gradient equals the detached one");
+        assert!(diff(&r0, &r1) <= 1e-6, "{kind:?}: the ratio net's gradient depends on the option");
     }
 }
 
@@ -359,6 +496,7 @@ fn settings(method: Method) -> NpeSettings {
         ratio: Some(MlpConfig { in_dim: 0, out_dim: 1, hidden: 32, blocks: 2, act: Activation::Relu, residual: true }),
         contrastive: 1,
         base_epochs: 0,
+        base_gradient: Default::default(),
         batch_size: 128,
         lr: 2e-3,
         max_epochs: 60,
@@ -374,14 +512,19 @@ fn settings(method: Method) -> NpeSettings {
 }
 
 fn check_conjugate(method: Method) {
+    check_conjugate_with(settings(method));
+}
+
+fn check_conjugate_with(s: NpeSettings) {
+    let method = s.method;
     let ctx = ctx();
     let (prior, theta, x) = conjugate(10_000, 1);
-    let out = train_npe(ctx, &prior, &theta, &x, 2, &settings(method), None, |_| {}).unwrap();
+    let out = train_npe(ctx, &prior, &theta, &x, 2, &s, None, |_| {}).unwrap();
     eprintln!("{method:?}: {} epochs, best {}", out.history.len(), out.best_epoch);
     let last = &out.history[out.best_epoch - 1];
     let z = last.z_mean.expect("ratio methods report Z");
     assert!((z - 1.0).abs() < 0.25, "{method:?}: mean Ẑ {z} far from 1 at the best epoch");
-    let dir = std::env::temp_dir().join(format!("gkl-{}-test-{}", method.name(), std::process::id()));
+    let dir = std::env::temp_dir().join(format!("gkl-{}-{}-test-{}", method.name(), s.base_gradient.name(), std::process::id()));
     out.model.save(&dir).unwrap();
     let post = NpePosterior::new(ctx, gkl_gpu::models::posterior::NpeModel::load(&dir).unwrap()).unwrap();
     std::fs::remove_dir_all(&dir).ok();
@@ -410,6 +553,11 @@ fn ratio_recovers_a_conjugate_gaussian_posterior() {
 #[test]
 fn hybrid_recovers_a_conjugate_gaussian_posterior() {
     check_conjugate(Method::Hybrid);
+}
+
+#[test]
+fn hybrid_with_a_reparameterized_base_gradient_recovers_a_conjugate_gaussian_posterior() {
+    check_conjugate_with(NpeSettings { base_gradient: BaseGradient::Reparameterized, ..settings(Method::Hybrid) });
 }
 
 #[test]

@@ -27,6 +27,7 @@ fn settings(kind: FlowKind) -> NpeSettings {
         ratio: None,
         contrastive: 1,
         base_epochs: 0,
+        base_gradient: Default::default(),
         flow: FlowConfig { act: Activation::Relu, transforms: 3, ..FlowConfig::new(kind, 0, 0) },
         embedding: None,
         batch_size: 128,

@@ -159,6 +159,36 @@ fn a_run_killed_with_sigkill_resumes_to_the_same_model_and_leaves_only_whole_fil
 }
 
 #[test]
+fn a_reparameterized_base_gradient_needs_the_hybrid() {
+    let dir = scratch("base-gradient");
+    for method in ["npe", "ratio"] {
+        let o = gkl(
+            &[
+                "train",
+                "--task",
+                "two_moons",
+                "--simulations",
+                "100",
+                "--method",
+                method,
+                "--base-gradient",
+                "reparameterized",
+                "--out",
+                &dir.display().to_string(),
+            ],
+            &[],
+        );
+        assert!(!o.status.success());
+        assert!(
+            stderr(&o).contains("--base-gradient reparameterized needs --method hybrid"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn resume_refuses_other_arguments_and_directories_without_a_checkpoint() {
     let root = scratch("refuse");
     let r = root.to_str().unwrap();

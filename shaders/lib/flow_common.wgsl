@@ -32,8 +32,8 @@ struct FlowParams {
     ctx_div: u32,    // rows per context row (>= 1): K samples per x share its context
     row_off: u32,    // sample: row r draws the Philox normals of row row_off + r (a micro-batch's
                      // rows draw what the same rows of the whole batch would)
-    _pad0: u32,
-    _pad1: u32,
+    grad_off: u32,   // inverse_backward: dL/dtheta of row r is at floats (grad_off + r) * grad_stride + i
+    grad_stride: u32,
     _pad2: u32,
 }
 

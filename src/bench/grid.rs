@@ -1,4 +1,5 @@
-//! `gkl-gpu bench`: the benchmark grid. For every cell (task, method, K, budget, seed): simulate,
+//! `gkl-gpu bench`: the benchmark grid. For every cell (task, method, K, base gradient of the
+//! hybrid, budget, seed): simulate,
 //! train, keep the model; for every observation: sample, score by C2ST against the task's
 //! reference posterior, and append one row to the journal. A killed run restarts where it
 //! stopped: finished rows are never redone, and a cell whose model was saved is only re-sampled.
@@ -16,7 +17,7 @@ use crate::runtime::{GpuContext, GpuError};
 use crate::sampling::npe::NpePosterior;
 use crate::sampling::rejection::RejectionConfig;
 use crate::training::npe::{train_npe_with, NpeSettings};
-use crate::training::Method;
+use crate::training::{BaseGradient, Method};
 use gkl_tasks::{task_by_name, Task, TaskError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -114,7 +115,13 @@ impl TrainProfile {
         }
     }
 
-    pub fn settings(&self, method: Method, contrastive: usize, seed: u64) -> NpeSettings {
+    pub fn settings(
+        &self,
+        method: Method,
+        contrastive: usize,
+        base_gradient: BaseGradient,
+        seed: u64,
+    ) -> NpeSettings {
         NpeSettings {
             method,
             flow: FlowConfig {
@@ -139,6 +146,7 @@ impl TrainProfile {
             }),
             contrastive,
             base_epochs: self.base_epochs,
+            base_gradient,
             batch_size: self.batch_size,
             lr: self.lr,
             max_epochs: self.max_epochs,
@@ -165,6 +173,8 @@ pub struct GridConfig {
     pub seeds: u64,
     /// K values for ratio and hybrid (npe cells ignore K).
     pub contrastive: Vec<usize>,
+    /// The hybrid's base gradient (an ablation axis; the other methods ignore it).
+    pub base_gradients: Vec<BaseGradient>,
     pub num_samples: usize,
     pub out: PathBuf,
     pub hybrid_base_c2st: bool,
@@ -206,8 +216,19 @@ pub fn now_unix() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn cell_name(method: &str, k: usize, budget: usize, seed: u64) -> String {
-    format!("{method}_K{k}_n{budget}_s{seed}")
+/// A cell's directory (and sample file) name; a reparameterized hybrid's ends in `_reparam`.
+pub(crate) fn cell_name(
+    method: &str,
+    k: usize,
+    base_gradient: BaseGradient,
+    budget: usize,
+    seed: u64,
+) -> String {
+    let bg = match base_gradient {
+        BaseGradient::Detached => "",
+        BaseGradient::Reparameterized => "_reparam",
+    };
+    format!("{method}_K{k}_n{budget}_s{seed}{bg}")
 }
 
 /// The (task, observation) reference posterior, cached under `out/references/`.
@@ -270,12 +291,14 @@ pub(crate) fn simulate(task: &dyn Task, n: usize, seed: u64) -> (Vec<f64>, Vec<f
 }
 
 /// Trains the cell (or reads what an earlier run left).
+#[allow(clippy::too_many_arguments)]
 fn train_cell(
     ctx: &GpuContext,
     cfg: &GridConfig,
     task: &dyn Task,
     method: Method,
     k: usize,
+    base_gradient: BaseGradient,
     budget: usize,
     seed: u64,
     dir: &Path,
@@ -297,7 +320,7 @@ fn train_cell(
     let t = Instant::now();
     let (theta, x) = simulate(task, budget, seed);
     let simulate_s = t.elapsed().as_secs_f64();
-    let settings = cfg.profile.settings(method, k, seed);
+    let settings = cfg.profile.settings(method, k, base_gradient, seed);
     let t = Instant::now();
     let mut last = 0usize;
     let outcome = train_npe_with(
@@ -391,34 +414,45 @@ pub fn run(ctx: &GpuContext, cfg: &GridConfig, log: &mut dyn FnMut(&str)) -> Ben
                     } else {
                         cfg.contrastive.clone()
                     };
-                    for k in ks {
+                    let bgs: Vec<BaseGradient> = if method == Method::Hybrid {
+                        cfg.base_gradients.clone()
+                    } else {
+                        vec![BaseGradient::Detached]
+                    };
+                    for (k, bg) in ks
+                        .iter()
+                        .flat_map(|&k| bgs.iter().map(move |&bg| (k, bg)))
+                    {
                         let mname = method_label(method);
                         let pending: Vec<usize> = cfg
                             .observations
                             .iter()
                             .copied()
                             .filter(|&o| {
-                                !journal.contains(&row_key(task.name(), mname, k, budget, seed, o))
+                                !journal
+                                    .contains(&row_key(task.name(), mname, k, bg, budget, seed, o))
                             })
                             .collect();
                         if pending.is_empty() {
                             continue;
                         }
+                        let variant = match bg {
+                            BaseGradient::Reparameterized => " (reparameterized base gradient)",
+                            BaseGradient::Detached => "",
+                        };
                         log(&format!(
-                            "{} {mname} K={k} n={budget} seed={seed}: observations {pending:?}",
+                            "{} {mname} K={k}{variant} n={budget} seed={seed}: observations {pending:?}",
                             task.name()
                         ));
-                        let dir = cfg
-                            .out
-                            .join("models")
-                            .join(task.name())
-                            .join(cell_name(mname, k, budget, seed));
+                        let cell = cell_name(mname, k, bg, budget, seed);
+                        let dir = cfg.out.join("models").join(task.name()).join(&cell);
                         let info = train_cell(
                             ctx,
                             cfg,
                             task.as_ref(),
                             method,
                             k,
+                            bg,
                             budget,
                             seed,
                             &dir,
@@ -428,6 +462,7 @@ pub fn run(ctx: &GpuContext, cfg: &GridConfig, log: &mut dyn FnMut(&str)) -> Ben
                             task: task.name().to_string(),
                             method: mname.to_string(),
                             contrastive: k,
+                            base_gradient: bg,
                             budget,
                             seed,
                             observation: obs,
@@ -502,10 +537,7 @@ pub fn run(ctx: &GpuContext, cfg: &GridConfig, log: &mut dyn FnMut(&str)) -> Ben
                                         std::fs::create_dir_all(&sdir)
                                             .map_err(file_err(&sdir, "create"))?;
                                         write_npy_f64(
-                                            sdir.join(format!(
-                                                "{}_obs{obs}.npy",
-                                                cell_name(mname, k, budget, seed)
-                                            )),
+                                            sdir.join(format!("{cell}_obs{obs}.npy")),
                                             &[row.samples, d],
                                             s,
                                         )?;

@@ -3,6 +3,7 @@
 //! torn last line, which the next run cuts off before it appends. `results.csv` is regenerated
 //! from the journal (written to a temporary file and renamed into place).
 
+use crate::training::BaseGradient;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -16,6 +17,10 @@ pub struct Row {
     pub method: String,
     /// Contrastive θ' per x (K) of ratio and hybrid; 1 for the others.
     pub contrastive: usize,
+    /// Hybrid: whether the partition term trained the base flow (`--base-gradient`); detached
+    /// for every other method (and for rows of journals written before the option existed).
+    #[serde(default)]
+    pub base_gradient: BaseGradient,
     pub budget: usize,
     pub seed: u64,
     pub observation: usize,
@@ -50,6 +55,7 @@ impl Row {
             &self.task,
             &self.method,
             self.contrastive,
+            self.base_gradient,
             self.budget,
             self.seed,
             self.observation,
@@ -57,8 +63,22 @@ impl Row {
     }
 }
 
-pub fn row_key(task: &str, method: &str, k: usize, budget: usize, seed: u64, obs: usize) -> String {
-    format!("{task}|{method}|K{k}|n{budget}|s{seed}|o{obs}")
+/// A detached hybrid (and every other method) keeps the key of journals from before
+/// `--base-gradient`; a reparameterized hybrid's key says so.
+pub fn row_key(
+    task: &str,
+    method: &str,
+    k: usize,
+    base_gradient: BaseGradient,
+    budget: usize,
+    seed: u64,
+    obs: usize,
+) -> String {
+    let bg = match base_gradient {
+        BaseGradient::Detached => "",
+        BaseGradient::Reparameterized => "|reparam",
+    };
+    format!("{task}|{method}|K{k}{bg}|n{budget}|s{seed}|o{obs}")
 }
 
 /// Errors of the journal: where, and what.
@@ -162,6 +182,7 @@ mod tests {
             task: "two_moons".into(),
             method: "npe".into(),
             contrastive: 1,
+            base_gradient: BaseGradient::Detached,
             budget: 1000,
             seed: 0,
             observation: obs,
@@ -180,6 +201,28 @@ mod tests {
             error: None,
             finished_at: 1.0,
         }
+    }
+
+    #[test]
+    fn a_reparameterized_hybrid_has_its_own_key_and_old_rows_read_as_detached() {
+        let mut r = row(1);
+        r.method = "hybrid".into();
+        assert_eq!(r.key(), "two_moons|hybrid|K1|n1000|s0|o1", "the key of journals before the option");
+        let old = serde_json::to_value(&r).unwrap();
+        let mut v = old.clone();
+        v.as_object_mut().unwrap().remove("base_gradient");
+        let back: Row = serde_json::from_value(v).unwrap();
+        assert_eq!(back, r);
+        r.base_gradient = BaseGradient::Reparameterized;
+        assert_eq!(r.key(), "two_moons|hybrid|K1|reparam|n1000|s0|o1");
+        assert_eq!(
+            serde_json::to_value(&r).unwrap()["base_gradient"],
+            "reparameterized"
+        );
+        let csv = crate::bench::report::csv(&[row(1), r]);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(lines[0].ends_with(",base_gradient"), "{}", lines[0]);
+        assert!(lines[1].ends_with(",detached") && lines[2].ends_with(",reparameterized"), "{csv}");
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub fn run_peers(
                         .iter()
                         .copied()
                         .filter(|&o| {
-                            !journal.contains(&row_key(task.name(), name, 1, budget, seed, o))
+                            !journal.contains(&row_key(task.name(), name, 1, Default::default(), budget, seed, o))
                         })
                         .collect();
                     if pending.is_empty() {
@@ -147,6 +147,7 @@ pub fn run_peers(
                             task: task.name().to_string(),
                             method: name.to_string(),
                             contrastive: 1,
+                            base_gradient: Default::default(),
                             budget,
                             seed,
                             observation: obs,

@@ -2,7 +2,8 @@
 //! embedded in the binary (assets/fonts/, Bitstream Vera licence: redistributable), so the
 //! figures need no system fonts.
 
-use super::grid::{BenchError, BenchResult, GridConfig};
+use super::grid::{cell_name, BenchError, BenchResult, GridConfig};
+use crate::training::BaseGradient;
 use super::journal::Row;
 use super::published;
 use super::report::{mean_sd, Groups};
@@ -156,16 +157,16 @@ fn pair_plots(cfg: &GridConfig, rows: &[Row], task: &str) -> BenchResult<Vec<Pat
         return Ok(vec![]);
     };
     let mut out = Vec::new();
-    let mut methods: Vec<(String, usize)> = rows
+    let mut methods: Vec<(String, BaseGradient, usize)> = rows
         .iter()
         .filter(|r| r.task == task && !r.method.starts_with("sbi"))
-        .map(|r| (r.method.clone(), r.contrastive))
+        .map(|r| (r.method.clone(), r.base_gradient, r.contrastive))
         .collect();
-    methods.sort();
+    methods.sort_by_key(|(m, bg, k)| (m.clone(), bg.name(), *k));
     methods.dedup();
     let mut done = Vec::new();
-    for (m, k) in methods {
-        if done.contains(&m) {
+    for (m, bg, k) in methods {
+        if done.contains(&(m.clone(), bg)) {
             continue;
         }
         let mut budgets: Vec<usize> = rows
@@ -173,6 +174,7 @@ fn pair_plots(cfg: &GridConfig, rows: &[Row], task: &str) -> BenchResult<Vec<Pat
             .filter(|r| {
                 r.task == task
                     && r.method == m
+                    && r.base_gradient == bg
                     && r.contrastive == k
                     && r.seed == 0
                     && r.observation == obs
@@ -189,7 +191,7 @@ fn pair_plots(cfg: &GridConfig, rows: &[Row], task: &str) -> BenchResult<Vec<Pat
                     cfg.out
                         .join("samples")
                         .join(task)
-                        .join(format!("{m}_K{k}_n{b}_s0_obs{obs}.npy")),
+                        .join(format!("{}_obs{obs}.npy", cell_name(&m, k, bg, *b, 0))),
                 )
             })
             .find(|(_, p)| p.exists())
@@ -211,8 +213,12 @@ fn pair_plots(cfg: &GridConfig, rows: &[Row], task: &str) -> BenchResult<Vec<Pat
         if ours.shape()[0] < 2 || ours.shape()[1] != reference.shape()[1] {
             continue;
         }
-        let p = cfg.out.join(format!("pairs_{task}_{m}.png"));
-        let title = format!("{task}, {m}{}, {} simulations, observation {obs}: ours (colour) over the reference (grey)", if m == "npe" { String::new() } else { format!(" K={k}") }, path_b.0);
+        let (suffix, variant) = match bg {
+            BaseGradient::Reparameterized => ("_reparam", " (reparameterized base gradient)"),
+            BaseGradient::Detached => ("", ""),
+        };
+        let p = cfg.out.join(format!("pairs_{task}_{m}{suffix}.png"));
+        let title = format!("{task}, {m}{}{variant}, {} simulations, observation {obs}: ours (colour) over the reference (grey)", if m == "npe" { String::new() } else { format!(" K={k}") }, path_b.0);
         pair_figure(
             &title,
             &reference.data,
@@ -222,7 +228,7 @@ fn pair_plots(cfg: &GridConfig, rows: &[Row], task: &str) -> BenchResult<Vec<Pat
         )
         .map_err(plot_err(&p))?;
         out.push(p);
-        done.push(m);
+        done.push((m, bg));
     }
     Ok(out)
 }

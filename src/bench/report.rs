@@ -26,12 +26,12 @@ fn opt(v: Option<f64>) -> String {
 
 /// CSV of the rows, one per task/method/K/budget/observation/seed.
 pub fn csv(rows: &[Row]) -> String {
-    let mut s = String::from("task,method,contrastive,budget,seed,observation,c2st,base_c2st,simulate_s,train_s,epochs,sample_s,c2st_s,samples,sampling_finished,acceptance_rate,log_z,proposals,error,finished_at\n");
+    let mut s = String::from("task,method,contrastive,budget,seed,observation,c2st,base_c2st,simulate_s,train_s,epochs,sample_s,c2st_s,samples,sampling_finished,acceptance_rate,log_z,proposals,error,finished_at,base_gradient\n");
     for r in rows {
         let err = r.error.as_deref().unwrap_or("").replace('"', "'");
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{:.3},{:.3},{},{:.3},{:.3},{},{},{},{},{},\"{}\",{:.3}",
+            "{},{},{},{},{},{},{},{},{:.3},{:.3},{},{:.3},{:.3},{},{},{},{},{},\"{}\",{:.3},{}",
             r.task,
             r.method,
             r.contrastive,
@@ -51,19 +51,25 @@ pub fn csv(rows: &[Row]) -> String {
             opt(r.log_z),
             r.proposals.map_or(String::new(), |p| p.to_string()),
             err,
-            r.finished_at
+            r.finished_at,
+            r.base_gradient.name()
         );
     }
     s
 }
 
-/// A row label of the tables and figures: method, K where more than one K ran.
+/// A row label of the tables and figures: method, K where more than one K ran, and
+/// "reparam." for a hybrid trained with `--base-gradient reparameterized`.
 pub fn label(r: &Row, many_k: bool) -> String {
-    match r.method.as_str() {
+    let l: String = match r.method.as_str() {
         "sbi-npe" => "sbi NPE (NSF)".into(),
         "sbi-nre" => "sbi NRE".into(),
         m if many_k && m != "npe" => format!("{m} K={}", r.contrastive),
         m => m.into(),
+    };
+    match r.base_gradient {
+        crate::training::BaseGradient::Reparameterized => format!("{l} reparam."),
+        crate::training::BaseGradient::Detached => l,
     }
 }
 

@@ -36,7 +36,7 @@ use crate::runtime::GpuContext;
 use crate::sampling::npe::NpePosterior;
 use crate::sampling::rejection::{cpu as rcpu, PriorPack, RejectionConfig};
 use crate::training::npe::{train_npe_with, StepBench};
-use crate::training::Method;
+use crate::training::{BaseGradient, Method};
 use gkl_tasks::Task;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -325,7 +325,7 @@ fn settings_for(
     mf: MethodFlow,
     batch: usize,
 ) -> crate::training::npe::NpeSettings {
-    let mut s = cfg.profile.settings(mf.method, cfg.contrastive, cfg.seed);
+    let mut s = cfg.profile.settings(mf.method, cfg.contrastive, BaseGradient::Detached, cfg.seed);
     if let Some(k) = mf.flow {
         s.flow.kind = k;
     }

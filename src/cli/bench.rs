@@ -10,7 +10,7 @@ use gkl_gpu::bench::kernels;
 use gkl_gpu::bench::throughput::{self, MethodFlow, ThroughputConfig};
 use gkl_gpu::evaluation::c2st::C2stConfig;
 use gkl_gpu::models::flow::FlowKind;
-use gkl_gpu::training::Method;
+use gkl_gpu::training::{BaseGradient, Method};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -22,9 +22,9 @@ pub struct BenchArgs {
     grid: GridArgs,
 }
 
-/// `gkl-gpu bench [options]`: for every cell (task, method, K, budget, seed) simulate, train,
-/// and per observation sample, score by C2ST against the reference posterior; results are
-/// journaled per (cell, observation), so a killed run continues where it stopped.
+/// `gkl-gpu bench [options]`: for every cell (task, method, K, hybrid base gradient, budget, seed)
+/// simulate, train, and per observation sample, score by C2ST against the reference posterior;
+/// results are journaled per (cell, observation), so a killed run continues where it stopped.
 #[derive(Args)]
 struct GridArgs {
     /// Tasks (sbibm names, or gaussian_linear_d<d>)
@@ -60,6 +60,10 @@ struct GridArgs {
     /// Contrastive θ' per x (K) for ratio and hybrid: a grid axis
     #[arg(long, value_delimiter = ',', default_value = "1")]
     contrastive: Vec<usize>,
+    /// Hybrid: whether the partition term trains the base flow (detached, reparameterized; a
+    /// grid axis, e.g. `detached,reparameterized` for the ablation; other methods ignore it)
+    #[arg(long, value_delimiter = ',', value_enum, default_value = "detached")]
+    base_gradient: Vec<BaseGradient>,
     /// Also score the hybrid's base flow alone (same weights, sampled as an NPE model)
     #[arg(long)]
     hybrid_base_c2st: bool,
@@ -177,6 +181,11 @@ impl GridArgs {
             observations: parse_observations(&self.observations)?,
             seeds: self.seeds,
             contrastive: self.contrastive,
+            base_gradients: {
+                let mut b = self.base_gradient;
+                b.dedup();
+                b
+            },
             num_samples: self.num_samples,
             out: self.out,
             hybrid_base_c2st: self.hybrid_base_c2st,

@@ -10,7 +10,7 @@ use gkl_gpu::models::mlp::MlpConfig;
 use gkl_gpu::training::npe::{
     train, CheckpointConfig, EpochMetrics, Fault, NpeSettings, Simulator, TrainOptions,
 };
-use gkl_gpu::training::{recover_run_dir, Checkpoint, Method, TrainSource};
+use gkl_gpu::training::{recover_run_dir, BaseGradient, Checkpoint, Method, TrainSource};
 use gkl_tasks::task_by_name;
 use serde::{Deserialize, Serialize};
 use std::io::{IsTerminal, Write};
@@ -44,6 +44,12 @@ pub struct TrainArgs {
     /// Hybrid: epochs that train the base flow alone before the ratio joins
     #[arg(long, default_value_t = 0)]
     base_epochs: usize,
+    /// Hybrid: whether the partition term E[exp f(θ', x)] trains the base flow too, through its
+    /// draws θ' = T⁻¹(z; x) with z fixed (reparameterized), or only the ratio (detached: the base
+    /// learns from its NPE term alone)
+    #[arg(long, value_enum, default_value_t = BaseGradient::Detached)]
+    #[serde(default)]
+    base_gradient: BaseGradient,
     /// Ratio network (ratio, hybrid): width of the residual MLP on [θ, x]
     #[arg(long, default_value_t = 64)]
     ratio_hidden: usize,
@@ -351,6 +357,12 @@ fn run_with(gpu: &GpuArgs, a: TrainArgs, out: PathBuf, resume: Option<Checkpoint
     if !(0.0..0.9).contains(&a.validation_fraction) {
         bail!("--validation-fraction must be in [0, 0.9)");
     }
+    if a.base_gradient == BaseGradient::Reparameterized && a.method != Method::Hybrid {
+        bail!(
+            "--base-gradient reparameterized needs --method hybrid (it sends the partition term's gradient into the hybrid's base flow; --method {} has none)",
+            a.method.name()
+        );
+    }
     let start = Instant::now();
     // Load or simulate on CPU threads while the device opens and the pipelines compile.
     let stored = resume
@@ -392,6 +404,7 @@ fn run_with(gpu: &GpuArgs, a: TrainArgs, out: PathBuf, resume: Option<Checkpoint
         }),
         contrastive: a.contrastive,
         base_epochs: a.base_epochs,
+        base_gradient: a.base_gradient,
         flow: FlowConfig {
             kind: a.flow,
             dim: 0,

@@ -10,7 +10,8 @@
 //! can share the arena and every launch: the kernels' grid depth walks the models.
 //! A [`MlpPlan`] owns the activations for one batch size and the recorded launches of the
 //! forward and backward passes; backward fuses each activation derivative into the launch that
-//! produces the gradient feeding it (two launches per layer).
+//! produces the gradient feeding it (two launches per layer). [`MlpPlan::with_input_grad`] also
+//! writes the gradient with respect to the input rows (one more launch).
 
 use crate::kernels::dense::{self, DenseParams};
 use crate::kernels::layout::{pack_weight, pad4, unpack};
@@ -248,6 +249,9 @@ pub struct MlpPlan {
     pub y: GpuTensor,
     /// Gradient of the loss w.r.t. the output [models, rows, pad4(out)]: a loss kernel writes it.
     pub dy: GpuTensor,
+    /// Gradient of the loss w.r.t. the input [models, rows, pad4(in)], written by the last
+    /// `backward` launch: only for a plan from [`MlpPlan::with_input_grad`].
+    pub dx: Option<GpuTensor>,
     pub forward: Vec<Dispatch>,
     pub backward: Vec<Dispatch>,
     _keep: Vec<GpuTensor>,
@@ -286,6 +290,7 @@ impl MlpPlan {
             x,
             y,
             dy: ctx.tensor_zeros("mlp-dy-unused", 4)?,
+            dx: None,
             forward,
             backward: vec![],
             _keep: h.into(),
@@ -295,6 +300,16 @@ impl MlpPlan {
 
     /// With an L2 penalty `l2 · ‖W‖² / 2` on the weights (not biases) folded into their gradients.
     pub fn with_l2(ctx: &GpuContext, mlp: &Mlp, rows: usize, l2: f32) -> GpuResult<Self> {
+        Self::build(ctx, mlp, rows, l2, false)
+    }
+
+    /// As [`MlpPlan::new`], and `backward` ends with the gradient with respect to the input rows,
+    /// dX = dZ₀ W₀ᵀ (dZ₀: the gradient reaching the first layer's pre-activation), in `dx`.
+    pub fn with_input_grad(ctx: &GpuContext, mlp: &Mlp, rows: usize) -> GpuResult<Self> {
+        Self::build(ctx, mlp, rows, 0.0, true)
+    }
+
+    fn build(ctx: &GpuContext, mlp: &Mlp, rows: usize, l2: f32, input_grad: bool) -> GpuResult<Self> {
         let c = &mlp.config;
         let f = mlp.models;
         let (h4, in4, out4) = (pad4(c.hidden), pad4(c.in_dim), pad4(c.out_dim));
@@ -427,6 +442,22 @@ impl MlpPlan {
                 l2w(mlp.w(p, l)).as_ref(),
             )?);
         }
+        let dx = if input_grad {
+            let dx = zeros("mlp-dx", in4)?;
+            backward.push(dense::backward_input(
+                ctx,
+                &uniforms[0],
+                shapes[0],
+                pre_grad(0),
+                &mlp.w(p, 0),
+                None,
+                None,
+                &dx,
+            )?);
+            Some(dx)
+        } else {
+            None
+        };
 
         let mut keep = vec![];
         keep.extend(h);
@@ -438,6 +469,7 @@ impl MlpPlan {
             x,
             y,
             dy,
+            dx,
             forward,
             backward,
             _keep: keep,
@@ -506,6 +538,19 @@ pub mod cpu {
         dy: &[f64],
         l2: f64,
     ) -> MlpWeights {
+        backward_with_input(cfg, w, x, rows, tape, dy, l2).0
+    }
+
+    /// As [`backward`], and the gradient of Σ dy ⊙ y with respect to the input x [rows × in_dim].
+    pub fn backward_with_input(
+        cfg: &MlpConfig,
+        w: &MlpWeights,
+        x: &[f64],
+        rows: usize,
+        tape: &Tape,
+        dy: &[f64],
+        l2: f64,
+    ) -> (MlpWeights, Vec<f64>) {
         let hd = cfg.hidden;
         let nl = cfg.blocks + 2;
         let mut gw = vec![vec![]; nl];
@@ -515,6 +560,7 @@ pub mod cpu {
         gw[lo] = a;
         gb[lo] = b;
         let mut dh = d::backward_input(dy, &w.w[lo], None, rows, hd, cfg.out_dim);
+        let mut dx = vec![];
         for l in (0..=cfg.blocks).rev() {
             let g = if cfg.has_act(l) {
                 d::act_backward(&dh, &tape.z[l], cfg.act)
@@ -538,6 +584,8 @@ pub mod cpu {
                     hd,
                     hd,
                 );
+            } else {
+                dx = d::backward_input(&g, &w.w[0], None, rows, cfg.in_dim, hd);
             }
         }
         for (g, wl) in gw.iter_mut().zip(&w.w) {
@@ -545,6 +593,6 @@ pub mod cpu {
                 *gi += l2 * wi;
             }
         }
-        MlpWeights { w: gw, b: gb }
+        (MlpWeights { w: gw, b: gb }, dx)
     }
 }

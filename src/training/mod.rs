@@ -1,4 +1,17 @@
 //! Training loops.
+//!
+//! The hybrid surrogate q̃(θ|x) = q_ψ(θ|x)·exp f(θ, x) minimizes
+//!   L = E_joint[−log q_ψ(θ|x) − f(θ, x)] + E_x (1/K) Σ_k exp f(θ'_k, x),  θ'_k = T_ψ⁻¹(z_k; x),
+//! with z_k ~ N(0, I) drawn on the GPU every step. [`BaseGradient`] says whether the partition
+//! term's gradient reaches the base flow: `Detached` (default) treats θ' as data, so ψ (and the
+//! embedding net) learn from the NPE term only and f learns the correction p/q_ψ;
+//! `Reparameterized` keeps z fixed and differentiates through θ' = T_ψ⁻¹(z; x): dL/dθ' is
+//! dL/df (the GKL loss kernel) times ∂f/∂θ' (the ratio net's input gradient, θ columns of the
+//! contrastive rows; θ' enters the ratio net in the flow's own space, the z-scored and with
+//! `unconstrained` logit-transformed θ, so there is no map to chain through), and the flow's
+//! inverse is differentiated by implicit differentiation of each transform
+//! ([`crate::models::flow::FlowInverseGradPlan`]); the result is added to ψ's NPE gradient and
+//! to the context's (hence the embedding net's) gradient.
 pub mod checkpoint;
 pub mod error;
 pub mod npe;
@@ -23,6 +36,33 @@ pub enum Method {
     Ratio,
     /// Flow base × exp f(θ, x), sampled by rejection from the base.
     Hybrid,
+}
+
+/// Whether the hybrid's partition term trains the base flow (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BaseGradient {
+    /// θ' is data: the base learns from its NPE term only.
+    #[default]
+    Detached,
+    /// The partition term's gradient reaches the base flow (and the embedding net) through
+    /// θ' = T⁻¹(z; x) with the draws z fixed.
+    Reparameterized,
+}
+
+impl BaseGradient {
+    pub fn name(self) -> &'static str {
+        match self {
+            BaseGradient::Detached => "detached",
+            BaseGradient::Reparameterized => "reparameterized",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [BaseGradient::Detached, BaseGradient::Reparameterized]
+            .into_iter()
+            .find(|m| m.name() == s)
+    }
 }
 
 impl Method {

@@ -11,7 +11,11 @@
 //! reports the error. A batch whose buffers exceed the adapter's binding limit is split, not
 //! shrunk (with a notice): every step runs it as micro-batches that fit, sums their gradients on
 //! the GPU and takes one optimizer step, the same optimization as the whole batch up to float
-//! rounding (see `Split`).
+//! rounding (see `Split`). The hybrid's partition term trains its base flow too with
+//! [`BaseGradient::Reparameterized`] (see the module docs of [`crate::training`]): the ratio
+//! net then also writes its input gradient, and a [`FlowInverseGradPlan`] adds the gradient
+//! through the base draws to the flow's and the embedding net's, before the embedding net's
+//! backward pass and the micro-batches' gradient sum.
 
 use crate::kernels::adam::{Adam, AdamConfig};
 use crate::kernels::elementwise::{self, EwParams};
@@ -21,7 +25,8 @@ use crate::kernels::layout::pad4;
 use crate::kernels::reduce::{self, ReduceOp, ReduceParams};
 use crate::models::arena::{ArenaLayout, ParamArena};
 use crate::models::flow::{
-    Flow, FlowConfig, FlowLogProbPlan, FlowSampleOptions, FlowSamplePlan, FlowTrainPlan,
+    Flow, FlowConfig, FlowInverseGradOptions, FlowInverseGradPlan, FlowLogProbPlan,
+    FlowSampleOptions, FlowSamplePlan, FlowTrainPlan,
 };
 use crate::models::mlp::{Mlp, MlpConfig, MlpPlan, MlpWeights};
 use crate::models::posterior::{NpeModel, FORMAT_VERSION};
@@ -32,7 +37,7 @@ use crate::training::source::{
     block_bounds, epoch_blocks, epoch_rng, pack_rows, preprocess_fingerprint, scan, stream_blocks,
     ScanReport, TrainSource,
 };
-use crate::training::Method;
+use crate::training::{BaseGradient, Method};
 use gkl_tasks::Prior;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -67,6 +72,10 @@ pub struct NpeSettings {
     /// Hybrid: epochs that train the base flow alone before the ratio joins.
     #[serde(default)]
     pub base_epochs: usize,
+    /// Hybrid: whether the partition term's gradient reaches the base flow through its
+    /// reparameterized draws (see [`BaseGradient`]); ignored by the other methods.
+    #[serde(default)]
+    pub base_gradient: BaseGradient,
     pub batch_size: usize,
     pub lr: f32,
     pub max_epochs: usize,
@@ -282,6 +291,113 @@ struct Nets {
     ratio: Option<Mlp>,
 }
 
+/// The networks of a run with the data's dimensions and their place in one parameter arena
+/// [embedding | flow | ratio] (one Adam launch and one global clip cover all), with the initial
+/// values drawn from the seed.
+#[derive(Clone)]
+struct Model {
+    emb: Option<MlpConfig>,
+    flow_cfg: Option<FlowConfig>,
+    ratio_cfg: Option<MlpConfig>,
+    layout: ArenaLayout,
+    emb_off: Option<usize>,
+    flow_off: Option<usize>,
+    ratio_off: Option<usize>,
+    flow_len: usize,
+    ratio_len: usize,
+    init: Vec<f32>,
+}
+
+impl Model {
+    fn new(ctx: &GpuContext, settings: &NpeSettings, d: usize, dim_x: usize) -> Self {
+        let method = settings.method;
+        let emb = settings
+            .embedding
+            .clone()
+            .filter(|_| method.has_flow())
+            .map(|mut e| {
+                e.in_dim = dim_x;
+                e
+            });
+        let context_dim = emb.as_ref().map_or(dim_x, |e| e.out_dim);
+        let flow_cfg = method.has_flow().then(|| FlowConfig {
+            dim: d,
+            context_dim,
+            ..settings.flow.clone()
+        });
+        let ratio_cfg = method.has_ratio().then(|| {
+            let mut r = settings.ratio.clone().unwrap_or_else(default_ratio_net);
+            r.in_dim = d + dim_x;
+            r.out_dim = 1;
+            r
+        });
+        let mut rng = StdRng::seed_from_u64(settings.seed ^ 0x494e_4954_5741_4954);
+        let mut layout = ArenaLayout::new(ctx);
+        let emb_off = emb
+            .as_ref()
+            .map(|e| layout.reserve(Mlp::model_len(e, layout.align)));
+        let flow_len = flow_cfg.as_ref().map_or(0, |f| f.arena_len(layout.align));
+        let flow_off = flow_cfg.as_ref().map(|_| layout.reserve(flow_len));
+        let ratio_len = ratio_cfg
+            .as_ref()
+            .map_or(0, |r| Mlp::model_len(r, layout.align));
+        let ratio_off = ratio_cfg.as_ref().map(|_| layout.reserve(ratio_len));
+        let mut init = vec![0f32; layout.len];
+        if let (Some(e), Some(off)) = (&emb, emb_off) {
+            let w = Mlp::init_arena(e, &[MlpWeights::init(e, &mut rng)], layout.align);
+            init[off..off + w.len()].copy_from_slice(&w);
+        }
+        if let (Some(f), Some(off)) = (&flow_cfg, flow_off) {
+            let fw = f.init_arena(&mut rng, layout.align);
+            init[off..off + fw.len()].copy_from_slice(&fw);
+        }
+        if let (Some(r), Some(off)) = (&ratio_cfg, ratio_off) {
+            let w = Mlp::init_arena(r, &[MlpWeights::init(r, &mut rng)], layout.align);
+            init[off..off + w.len()].copy_from_slice(&w);
+        }
+        Model {
+            emb,
+            flow_cfg,
+            ratio_cfg,
+            layout,
+            emb_off,
+            flow_off,
+            ratio_off,
+            flow_len,
+            ratio_len,
+            init,
+        }
+    }
+
+    /// The networks as views into `arena` (which holds this model's layout).
+    fn nets(&self, ctx: &GpuContext, arena: &ParamArena) -> GpuResult<Nets> {
+        let align = self.layout.align;
+        Ok(Nets {
+            emb: match (&self.emb, self.emb_off) {
+                (Some(e), Some(off)) => {
+                    let (p, g) = arena.block(off, Mlp::model_len(e, align));
+                    Some(Mlp::from_views(e.clone(), 1, p, g, align))
+                }
+                _ => None,
+            },
+            flow: match (&self.flow_cfg, self.flow_off) {
+                (Some(f), Some(off)) => {
+                    let (fp, fg) = arena.block(off, self.flow_len);
+                    Some(Flow::new(ctx, f.clone(), fp, fg)?)
+                }
+                _ => None,
+            },
+            ratio: match (&self.ratio_cfg, self.ratio_off) {
+                (Some(r), Some(off)) => {
+                    let (p, g) = arena.block(off, self.ratio_len);
+                    Some(Mlp::from_views(r.clone(), 1, p, g, align))
+                }
+                _ => None,
+            },
+        })
+    }
+}
+
 /// Plans and buffers a training graph's dispatches bind (kept alive with it).
 type TrainKeep = (
     Option<MlpPlan>,
@@ -347,18 +463,28 @@ struct RatioInputs<'a> {
     /// split batch, gathered from the whole batch); `None`: the other rows of these `b` (ratio),
     /// or base-flow draws (hybrid).
     given: Option<&'a GpuTensor>,
+    /// Hybrid training with [`BaseGradient::Reparameterized`]: the gradient reaches the base flow
+    /// through its draws, added to the flow's gradient block and, with `Some`, to the context's
+    /// gradient [b, pad4(context)] (the embedding net's upstream gradient).
+    reparam: Option<Option<&'a GpuTensor>>,
 }
 
 /// The generalized-KL ratio term for `p.b` rows, as recorded launches: contrastive θ' (other rows,
-/// or with `base` K draws of the base flow per x, detached), the ratio net on joint and
-/// contrastive rows, and the loss. With a `step_counter` it is a training term: the draws change
-/// every optimizer step and the backward pass writes the ratio net's gradients. Without one it is
-/// an evaluation: one fixed stream, forward only. `dispatches[i]` is micro-batch `i` of `split`
+/// or with `base` K draws of the base flow per x), the ratio net on joint and contrastive rows,
+/// and the loss. With a `step_counter` it is a training term: the draws change every optimizer
+/// step and the backward pass writes the ratio net's gradients (and with `io.reparam` adds the
+/// gradient through the draws to the base flow's and the context's). Without one it is an
+/// evaluation: one fixed stream, forward only. `dispatches[i]` is micro-batch `i` of `split`
 /// (`p.b` = `split.rows`): the loss is scaled by 1/`split.batch`, counts the micro-batch's valid
 /// rows only, and base-flow draws are those of the same rows of the whole batch.
 struct RatioTerm {
     dispatches: Vec<Vec<Dispatch>>,
-    _keep: (MlpPlan, Option<FlowSamplePlan>, Vec<wgpu::Buffer>),
+    _keep: (
+        MlpPlan,
+        Option<FlowSamplePlan>,
+        Option<FlowInverseGradPlan>,
+        Vec<wgpu::Buffer>,
+    ),
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -378,7 +504,10 @@ fn ratio_term(
     let label = if train { "gkl-train" } else { "gkl-val" };
     let p = p.micro(split.batch, split.rows);
     let uni = ctx.uniform(label, &p);
-    let plan = if train {
+    let reparam = io.reparam.filter(|_| train && base.is_some());
+    let plan = if reparam.is_some() {
+        MlpPlan::with_input_grad(ctx, ratio, p.rows())?
+    } else if train {
         MlpPlan::new(ctx, ratio, p.rows())?
     } else {
         MlpPlan::inference(ctx, ratio, p.rows())?
@@ -420,6 +549,26 @@ fn ratio_term(
     };
     let pairs = gkl::pairs(ctx, &uni, &p, io.theta, io.x, contrast, &plan.x)?;
     let loss = gkl::loss(ctx, &uni, &plan.y, &plan.dy, io.acc, train)?;
+    // dL/dθ' = dL/df · ∂f/∂θ': the θ columns of the ratio net's contrastive input rows (rows
+    // b + j of its input gradient, j = i·K + k as the draws are laid out), through the inverse.
+    let through = match (reparam, base, &draws, &plan.dx) {
+        (Some(dcontext), Some(flow), Some(dp), Some(dx)) => Some(FlowInverseGradPlan::new(
+            ctx,
+            flow,
+            p.b as usize * kc,
+            &dp.samples,
+            io.context,
+            dx,
+            FlowInverseGradOptions {
+                ctx_div: kc,
+                grad_off: p.b as usize,
+                grad_stride: 4 * p.in4 as usize,
+                dcontext,
+                accumulate: true,
+            },
+        )?),
+        _ => None,
+    };
     let mut dispatches = vec![];
     for (i, dd) in draw_d.into_iter().enumerate() {
         let mut list: Vec<Dispatch> = dd.into_iter().collect();
@@ -434,12 +583,15 @@ fn ratio_term(
             unis.push(u);
         }
         list.extend(plan.backward.iter().cloned());
+        if let Some(t) = &through {
+            list.extend(t.dispatches.iter().cloned());
+        }
         dispatches.push(list);
     }
     unis.push(uni);
     Ok(RatioTerm {
         dispatches,
-        _keep: (plan, draws, unis),
+        _keep: (plan, draws, through, unis),
     })
 }
 
@@ -454,6 +606,8 @@ struct TrainGraph {
     gathers: Vec<(wgpu::Buffer, GatherParams)>,
     full_step: Vec<Dispatch>,
     base_step: Vec<Dispatch>,
+    /// Launches of `full_step` before the optimizer's: the step's gradient.
+    full_grad_len: usize,
     _keep: TrainKeep,
 }
 
@@ -485,6 +639,7 @@ fn train_graph(
     seed: u64,
     accs: &Accs,
     grads: &Grads,
+    base_gradient: BaseGradient,
 ) -> GpuResult<TrainGraph> {
     let batch = split.rows; // rows of the step graph: the micro-batch
     let micro = split.count > 1;
@@ -552,6 +707,9 @@ fn train_graph(
                     context: &context,
                     acc: &accs.rtr,
                     given: theta_neg.as_ref(),
+                    reparam: (method == Method::Hybrid
+                        && base_gradient == BaseGradient::Reparameterized)
+                        .then(|| emb_plan.as_ref().map(|_| &dcontext)),
                 },
                 seed,
                 Some(&adam.state),
@@ -641,9 +799,11 @@ fn train_graph(
                 keep_t.push(wt);
             }
         }
-        if let Some(p) = &emb_plan {
-            step.extend(p.backward.iter().cloned());
-        }
+        // The embedding net's backward comes last: with a reparameterized base gradient the
+        // ratio term adds to its upstream gradient (dcontext).
+        let emb_bwd: Vec<Dispatch> = emb_plan
+            .as_ref()
+            .map_or(vec![], |p| p.backward.clone());
         let mut full = step.clone();
         if let Some(neg) = &theta_neg {
             let gpc = gpt.contrastive(kc);
@@ -661,7 +821,9 @@ fn train_graph(
         if let Some(t) = &ratio_t {
             full.extend(t.dispatches[i].iter().cloned());
         }
+        full.extend(emb_bwd.iter().cloned());
         full.extend(acc_full.get(i).cloned());
+        step.extend(emb_bwd);
         step.extend(acc_base.get(i).cloned());
         base_d.push(step);
         full_d.push(full);
@@ -670,6 +832,7 @@ fn train_graph(
     keep_t.extend(gacc);
     keep_u.push(rp_tr);
     let adam_d: Vec<Dispatch> = adam.dispatches().into_iter().cloned().collect();
+    let full_grad_len = full_d.iter().map(Vec::len).sum();
     let full_step: Vec<Dispatch> = full_d.into_iter().flatten().chain(adam_d.clone()).collect();
     let base_step: Vec<Dispatch> = base_d.into_iter().flatten().chain(adam_d).collect();
     Ok(TrainGraph {
@@ -681,7 +844,113 @@ fn train_graph(
         gathers,
         full_step,
         base_step,
+        full_grad_len,
         _keep: (emb_plan, fplan, ratio_t, keep_t, keep_u),
+    })
+}
+
+/// One training step's gradient without the optimizer's step, for tests of the training graph:
+/// what [`probe_step_gradient`] returns.
+#[doc(hidden)]
+pub struct StepProbe {
+    /// The parameter arena (the seed's initial values) and the gradient the step wrote.
+    pub params: Vec<f32>,
+    pub grads: Vec<f32>,
+    /// Each network's configuration (with the data's dimensions) and block offset in the arenas.
+    pub embedding: Option<(MlpConfig, usize)>,
+    pub flow: Option<(FlowConfig, usize)>,
+    pub ratio: Option<(MlpConfig, usize)>,
+    pub arena_align: usize,
+    pub micro_batches: usize,
+}
+
+/// Runs the training graph of `settings` once on one batch — `theta` [rows × d] and `x`
+/// [rows × dim_x] in the networks' space, in this order — split into `micro_batches`, and
+/// returns the gradient before the optimizer's step (the full objective: `base_epochs` does not
+/// apply). The step's draws are those of optimizer step 0 with the settings' seed, the
+/// hybrid's base draws z[j, i] = element j·d + i of `RngStream { seed, offset: 0, stream:
+/// SAMPLE_STREAM }.normal`, draw j = i·K + k belonging to row i.
+#[doc(hidden)]
+pub fn probe_step_gradient(
+    ctx: &GpuContext,
+    settings: &NpeSettings,
+    d: usize,
+    dim_x: usize,
+    theta: &[f64],
+    x: &[f64],
+    micro_batches: usize,
+) -> GpuResult<StepProbe> {
+    let rows = theta.len() / d.max(1);
+    if rows == 0 || x.len() != rows * dim_x || theta.len() != rows * d {
+        return Err(GpuError::InvalidArgument(format!(
+            "probe: θ ({} values) and x ({} values) are not one batch of rows of {d} and {dim_x}",
+            theta.len(),
+            x.len()
+        )));
+    }
+    let method = settings.method;
+    let model = Model::new(ctx, settings, d, dim_x);
+    let arena = ParamArena::new(ctx, &model.init)?;
+    let nets = model.nets(ctx, &arena)?;
+    let adam = Adam::new(
+        ctx,
+        AdamConfig {
+            lr: settings.lr,
+            max_norm: settings.clip_norm,
+            weight_decay: settings.weight_decay,
+            ..Default::default()
+        },
+        &arena.params,
+        &arena.grads,
+    )?;
+    let acc = ctx.tensor_zeros("probe-loss-acc", 256)?;
+    let accs = Accs {
+        tr: acc.view("acc-train", 0, 1),
+        val: acc.view("acc-val", 64, 1),
+        rtr: acc.view("acc-ratio-train", 128, 4),
+        rval: acc.view("acc-ratio-val", 192, 4),
+        acc,
+    };
+    let grads = Grads {
+        all: &arena.grads,
+        base_len: arena.grads.len,
+    };
+    let g = train_graph(
+        ctx,
+        &nets,
+        &adam,
+        method,
+        settings.contrastive,
+        Split::new(rows, micro_batches),
+        rows,
+        d,
+        dim_x,
+        settings.seed,
+        &accs,
+        &grads,
+        settings.base_gradient,
+    )?;
+    ctx.write(&g.theta_blk, 0, &crate::kernels::layout::pack(theta, rows, d))?;
+    ctx.write(&g.x_blk, 0, &crate::kernels::layout::pack(x, rows, dim_x))?;
+    ctx.write(&g.perm, 0, &(0..rows as u32).collect::<Vec<u32>>())?;
+    for (buf, p) in &g.gathers {
+        let p = GatherParams {
+            n_train: rows as u32,
+            steps: 1,
+            ..*p
+        };
+        ctx.write_uniform(buf, &p);
+    }
+    ctx.run(&g.full_step[..g.full_grad_len].iter().collect::<Vec<_>>())?;
+    let cfg_off = |c: &Option<MlpConfig>, o: Option<usize>| c.clone().zip(o);
+    Ok(StepProbe {
+        params: ctx.read(&arena.params)?,
+        grads: ctx.read(&arena.grads)?,
+        embedding: cfg_off(&model.emb, model.emb_off),
+        flow: model.flow_cfg.clone().zip(model.flow_off),
+        ratio: cfg_off(&model.ratio_cfg, model.ratio_off),
+        arena_align: model.layout.align,
+        micro_batches: g.split.count,
     })
 }
 
@@ -778,6 +1047,7 @@ fn val_graph(
                     context: &vctx,
                     acc: &accs.rval,
                     given: None,
+                    reparam: None,
                 },
                 seed ^ 0x5641_4c49_4441_5445,
                 None,
@@ -897,55 +1167,19 @@ pub fn train(
         }
     }
 
-    // Architecture with the data's dimensions.
-    let emb = settings
-        .embedding
-        .clone()
-        .filter(|_| method.has_flow())
-        .map(|mut e| {
-            e.in_dim = dim_x;
-            e
-        });
-    let context_dim = emb.as_ref().map_or(dim_x, |e| e.out_dim);
-    let flow_cfg = method.has_flow().then(|| FlowConfig {
-        dim: d,
-        context_dim,
-        ..settings.flow.clone()
-    });
-    let ratio_cfg = method.has_ratio().then(|| {
-        let mut r = settings.ratio.clone().unwrap_or_else(default_ratio_net);
-        r.in_dim = d + dim_x;
-        r.out_dim = 1;
-        r
-    });
-
-    // One arena: [embedding | flow | ratio], so one Adam launch and one global clip cover all.
-    let mut rng = StdRng::seed_from_u64(settings.seed ^ 0x494e_4954_5741_4954);
-    let mut layout = ArenaLayout::new(ctx);
-    let emb_off = emb
-        .as_ref()
-        .map(|e| layout.reserve(Mlp::model_len(e, layout.align)));
-    let flow_len = flow_cfg.as_ref().map_or(0, |f| f.arena_len(layout.align));
-    let flow_off = flow_cfg.as_ref().map(|_| layout.reserve(flow_len));
-    let ratio_len = ratio_cfg
-        .as_ref()
-        .map_or(0, |r| Mlp::model_len(r, layout.align));
-    let ratio_off = ratio_cfg.as_ref().map(|_| layout.reserve(ratio_len));
-    let mut init = vec![0f32; layout.len];
-    if let (Some(e), Some(off)) = (&emb, emb_off) {
-        let w = Mlp::init_arena(e, &[MlpWeights::init(e, &mut rng)], layout.align);
-        init[off..off + w.len()].copy_from_slice(&w);
-    }
-    if let (Some(f), Some(off)) = (&flow_cfg, flow_off) {
-        let fw = f.init_arena(&mut rng, layout.align);
-        init[off..off + fw.len()].copy_from_slice(&fw);
-    }
-    if let (Some(r), Some(off)) = (&ratio_cfg, ratio_off) {
-        let w = Mlp::init_arena(r, &[MlpWeights::init(r, &mut rng)], layout.align);
-        init[off..off + w.len()].copy_from_slice(&w);
-    }
+    let model = Model::new(ctx, settings, d, dim_x);
+    let Model {
+        emb,
+        flow_cfg,
+        ratio_cfg,
+        emb_off,
+        flow_off,
+        ratio_off,
+        ..
+    } = model.clone();
+    let layout = model.layout.clone();
     if let Some(ck) = &opts.resume {
-        if ck.state.arena_len != init.len() {
+        if ck.state.arena_len != model.init.len() {
             return Err(TrainError::Checkpoint {
                 path: opts
                     .checkpoint
@@ -955,35 +1189,13 @@ pub fn train(
                 problem: format!(
                     "it holds {} parameters; this architecture has {}",
                     ck.state.arena_len,
-                    init.len()
+                    model.init.len()
                 ),
             });
         }
     }
-    let arena = ParamArena::new(ctx, &init)?;
-    let nets = Nets {
-        emb: match (&emb, emb_off) {
-            (Some(e), Some(off)) => {
-                let (p, g) = arena.block(off, Mlp::model_len(e, layout.align));
-                Some(Mlp::from_views(e.clone(), 1, p, g, layout.align))
-            }
-            _ => None,
-        },
-        flow: match (&flow_cfg, flow_off) {
-            (Some(f), Some(off)) => {
-                let (fp, fg) = arena.block(off, flow_len);
-                Some(Flow::new(ctx, f.clone(), fp, fg)?)
-            }
-            _ => None,
-        },
-        ratio: match (&ratio_cfg, ratio_off) {
-            (Some(r), Some(off)) => {
-                let (p, g) = arena.block(off, ratio_len);
-                Some(Mlp::from_views(r.clone(), 1, p, g, layout.align))
-            }
-            _ => None,
-        },
-    };
+    let arena = ParamArena::new(ctx, &model.init)?;
+    let nets = model.nets(ctx, &arena)?;
     let mut adam = Adam::new(
         ctx,
         AdamConfig {
@@ -1058,6 +1270,7 @@ pub fn train(
             settings.seed,
             &accs,
             &grads,
+            settings.base_gradient,
         ) {
             Ok(g) => break g,
             Err(GpuError::BufferTooLarge { label, bytes, max }) if split.rows > 1 => {

@@ -17,7 +17,11 @@
 //! pass (log q and a tape), one for the per-row backward pass (gradients of every pre-activation
 //! and of the context), one for all weight gradients (plus a reduction launch when the rows are
 //! split into chunks), one for sampling. Every MADE layer of every transform runs inside those
-//! launches, each invocation carrying 4 rows.
+//! launches, each invocation carrying 4 rows. [`FlowInverseGradPlan`] differentiates the sampling
+//! direction: given dL/dθ for samples θ = T⁻¹(z; c) with z held fixed, the gradients of every
+//! parameter and of the context (the forward pass at θ for its tape, then `inverse_backward`:
+//! implicit differentiation of each transform, dim MADE backward passes per transform, the
+//! mirror image of sampling's dim forward passes; then the same weight-gradient launch).
 //!
 //! Parameters live in a caller-owned arena (see [`FlowConfig::arena_len`]); masked and padding
 //! entries are exactly zero there and get exactly-zero gradients, so Adam keeps them zero.
@@ -354,7 +358,10 @@ pub struct FlowParams {
     pub ctx_div: u32,
     /// Sampling: row r draws the Philox normals of row `row_off + r`.
     pub row_off: u32,
-    pub _pad: [u32; 3],
+    /// Inverse backward: dL/dθ of row r, dim i is float `(grad_off + r) · grad_stride + i`.
+    pub grad_off: u32,
+    pub grad_stride: u32,
+    pub _pad: u32,
 }
 
 impl FlowParams {
@@ -373,7 +380,9 @@ impl FlowParams {
             zero: 0,
             ctx_div: 1,
             row_off: 0,
-            _pad: [0; 3],
+            grad_off: 0,
+            grad_stride: 0,
+            _pad: 0,
         }
     }
 
@@ -536,16 +545,7 @@ impl FlowTrainPlan {
         flow.check_context("dcontext", dcontext, rows)?;
         let cfg = &flow.config;
         let lay = &flow.layout;
-        let chunks = opts
-            .chunks
-            .unwrap_or(if rows >= 2048 {
-                4
-            } else if rows >= 512 {
-                2
-            } else {
-                1
-            })
-            .clamp(1, rows);
+        let chunks = opts.chunks.unwrap_or(default_chunks(rows)).clamp(1, rows);
         let mut params = FlowParams::new(rows);
         params.chunks = chunks as u32;
         params.chunk = rows.div_ceil(chunks) as u32;
@@ -591,56 +591,24 @@ impl FlowTrainPlan {
             dcontext,
             rows,
         )?;
-        let gv = flow.grads_view();
         let partials = if chunks > 1 {
             Some(ctx.tensor_zeros("flow-grad-partials", chunks * lay.floats())?)
         } else {
             None
         };
-        let obt = 16usize;
-        let wgw = ((lay.d4 + lay.e4).max(lay.h4) + 1).div_ceil(8) * 8;
-        let tiles = lay.h4.max(lay.no4).div_ceil(obt);
-        let mut cw = cfg.constants();
-        cw.push(("WGW", wgw as f64));
-        cw.push(("OBT", obt as f64));
         let ctxv = context.view("context", 0, rows * 4 * lay.e4);
-        let wgrad = ctx.dispatch(
-            WGRAD_SHADER,
-            "wgrad",
-            &cw,
-            &[
-                Bind::U(&uniform),
-                Bind::T(&tape),
-                Bind::T(&grad_tape),
-                Bind::T(&ctxv),
-                Bind::T(dr),
-                Bind::T(partials.as_ref().unwrap_or(&gv)),
-            ],
-            [
-                tiles as u32,
-                (cfg.hidden_layers + 1) as u32,
-                (cfg.transforms * chunks) as u32,
-            ],
-        )?;
-        let mut backward = vec![bwd, wgrad];
-        if let Some(part) = &partials {
-            let mut cr = cfg.constants();
-            cr.push(("WGR", 64.0));
-            backward.push(ctx.dispatch(
-                WGRAD_SHADER,
-                "reduce",
-                &cr,
-                &[
-                    Bind::U(&uniform),
-                    Bind::T(dr),
-                    Bind::T(dr),
-                    Bind::T(dr),
-                    Bind::T(part),
-                    Bind::T(&gv),
-                ],
-                groups_1d(lay.floats() / 4, 64),
-            )?);
-        }
+        let mut backward = vec![bwd];
+        backward.extend(wgrad_dispatches(
+            ctx,
+            flow,
+            &uniform,
+            &tape,
+            &grad_tape,
+            &ctxv,
+            partials.as_ref(),
+            chunks,
+            false,
+        )?);
         Ok(FlowTrainPlan {
             rows,
             theta,
@@ -704,6 +672,87 @@ impl FlowTrainPlan {
     pub fn step_dispatches(&self) -> Vec<&Dispatch> {
         self.forward.iter().chain(&self.backward).collect()
     }
+}
+
+/// Row chunks of a weight-gradient launch for `rows` rows (partial sums when more than one).
+fn default_chunks(rows: usize) -> usize {
+    if rows >= 2048 {
+        4
+    } else if rows >= 512 {
+        2
+    } else {
+        1
+    }
+}
+
+/// The weight-gradient launches from a forward tape and a gradient tape: `wgrad` (into
+/// `partials` when `chunks` > 1, then `reduce`), overwriting the flow's gradient block or, with
+/// `accumulate`, adding to it. `context` is the context binding of the tapes' rows.
+#[allow(clippy::too_many_arguments)]
+fn wgrad_dispatches(
+    ctx: &GpuContext,
+    flow: &Flow,
+    uniform: &wgpu::Buffer,
+    tape: &GpuTensor,
+    grad_tape: &GpuTensor,
+    context: &GpuTensor,
+    partials: Option<&GpuTensor>,
+    chunks: usize,
+    accumulate: bool,
+) -> GpuResult<Vec<Dispatch>> {
+    let cfg = &flow.config;
+    let lay = &flow.layout;
+    let (dr, _) = ctx.dummies()?;
+    let gv = flow.grads_view();
+    let obt = 16usize;
+    let wgw = ((lay.d4 + lay.e4).max(lay.h4) + 1).div_ceil(8) * 8;
+    let tiles = lay.h4.max(lay.no4).div_ceil(obt);
+    let mut cw = cfg.constants();
+    cw.push(("WGW", wgw as f64));
+    cw.push(("OBT", obt as f64));
+    if accumulate {
+        cw.push(("ACCUM", 1.0));
+    }
+    let mut out = vec![ctx.dispatch(
+        WGRAD_SHADER,
+        "wgrad",
+        &cw,
+        &[
+            Bind::U(uniform),
+            Bind::T(tape),
+            Bind::T(grad_tape),
+            Bind::T(context),
+            Bind::T(dr),
+            Bind::T(partials.unwrap_or(&gv)),
+        ],
+        [
+            tiles as u32,
+            (cfg.hidden_layers + 1) as u32,
+            (cfg.transforms * chunks) as u32,
+        ],
+    )?];
+    if let Some(part) = partials {
+        let mut cr = cfg.constants();
+        cr.push(("WGR", 64.0));
+        if accumulate {
+            cr.push(("ACCUM", 1.0));
+        }
+        out.push(ctx.dispatch(
+            WGRAD_SHADER,
+            "reduce",
+            &cr,
+            &[
+                Bind::U(uniform),
+                Bind::T(dr),
+                Bind::T(dr),
+                Bind::T(dr),
+                Bind::T(part),
+                Bind::T(&gv),
+            ],
+            groups_1d(lay.floats() / 4, 64),
+        )?);
+    }
+    Ok(out)
 }
 
 /// The per-row backward launch of a training plan (`weights`: ROW_W).
@@ -996,5 +1045,190 @@ impl FlowSamplePlan {
             },
         );
         [&self.dispatch]
+    }
+}
+
+/// Options of a [`FlowInverseGradPlan`].
+#[derive(Clone, Debug, Default)]
+pub struct FlowInverseGradOptions<'a> {
+    /// Consecutive rows sharing one context row (0 or 1: one context row per row), as the
+    /// [`FlowSamplePlan`] that drew the samples.
+    pub ctx_div: usize,
+    /// dL/dθ of row r, dim i is float `(grad_off + r) · grad_stride + i` of the gradient buffer
+    /// (`grad_stride` 0: pad4(dim), a [rows, pad4(dim)] buffer).
+    pub grad_off: usize,
+    pub grad_stride: usize,
+    /// dL/dcontext [rows / ctx_div, pad4(context_dim)]: each context row gets the sum over its
+    /// rows. `None`: the context's gradient is not computed.
+    pub dcontext: Option<&'a GpuTensor>,
+    /// Add to the flow's gradient block and to `dcontext` instead of overwriting them (a second
+    /// loss term of the same step).
+    pub accumulate: bool,
+}
+
+/// The gradient through the flow's samples θ = T⁻¹(z; c) with the base draws z held fixed (the
+/// reparameterization): given dL/dθ per row, the gradients of every flow parameter and of the
+/// context. Launches: the forward pass at θ (its tape), `inverse_backward` (implicit
+/// differentiation of each transform's inverse, dims in reverse order: see the shader), the
+/// weight gradients from the tapes (plus a chunk reduction for large batches), and with a
+/// context gradient its sum over the rows sharing a context row.
+pub struct FlowInverseGradPlan {
+    pub rows: usize,
+    /// The launches, in order; they overwrite (or with `accumulate` add to) the flow's
+    /// gradient block and `dcontext`.
+    pub dispatches: Vec<Dispatch>,
+    pub tape: GpuTensor,
+    pub grad_tape: GpuTensor,
+    /// log q of the samples (a by-product of the forward pass).
+    pub log_prob: GpuTensor,
+    _keep: (Vec<GpuTensor>, wgpu::Buffer),
+}
+
+impl FlowInverseGradPlan {
+    /// `samples` [rows, pad4(dim)]: θ = T⁻¹(z; c) as a [`FlowSamplePlan`] with the same
+    /// `context` and `ctx_div` wrote them (read when the launches run); `dtheta`: dL/dθ, laid out
+    /// as `opts` says.
+    pub fn new(
+        ctx: &GpuContext,
+        flow: &Flow,
+        rows: usize,
+        samples: &GpuTensor,
+        context: &GpuTensor,
+        dtheta: &GpuTensor,
+        opts: FlowInverseGradOptions,
+    ) -> GpuResult<Self> {
+        if rows == 0 {
+            return Err(invalid("flow plan with 0 rows".into()));
+        }
+        let cfg = &flow.config;
+        let lay = &flow.layout;
+        let div = opts.ctx_div.max(1);
+        let d4 = 4 * lay.d4;
+        if samples.len < rows * d4 {
+            return Err(invalid(format!(
+                "samples '{}' hold {} floats, need [{rows}, {d4}]",
+                samples.label, samples.len
+            )));
+        }
+        let stride = if opts.grad_stride == 0 { d4 } else { opts.grad_stride };
+        if stride < cfg.dim || dtheta.len < (opts.grad_off + rows - 1) * stride + cfg.dim {
+            return Err(invalid(format!(
+                "dL/dθ '{}' ({} floats) does not hold {rows} rows of {} at offset {} with stride {stride}",
+                dtheta.label, dtheta.len, cfg.dim, opts.grad_off
+            )));
+        }
+        let (ctxv, step) = context_binding_div(flow, context, rows, div)?;
+        if opts.dcontext.is_some() && (step != 1 || rows % div != 0) {
+            return Err(invalid(format!(
+                "a context gradient needs one context row per {div} rows ({rows} rows)"
+            )));
+        }
+        if let Some(dc) = opts.dcontext {
+            flow.check_context("dcontext", dc, rows / div)?;
+        }
+        let chunks = default_chunks(rows).clamp(1, rows);
+        let mut params = FlowParams::new(rows);
+        params.ctx_step = step;
+        params.ctx_div = div as u32;
+        params.chunks = chunks as u32;
+        params.chunk = rows.div_ceil(chunks) as u32;
+        params.grad_off = opts.grad_off as u32;
+        params.grad_stride = stride as u32;
+        let uniform = ctx.uniform("flow-inverse-grad-params", &params);
+        let tape = ctx.tensor_zeros("flow-inverse-tape", cfg.tape_len(rows))?;
+        let grad_tape = ctx.tensor_zeros("flow-inverse-grad-tape", cfg.grad_tape_len(rows))?;
+        let log_prob = ctx.tensor_zeros("flow-inverse-log-prob", rows)?;
+        let dctx_rows = opts
+            .dcontext
+            .map(|_| ctx.tensor_zeros("flow-inverse-dcontext-rows", rows * 4 * lay.e4))
+            .transpose()?;
+        let (dr, dw) = ctx.dummies()?;
+        let wg = rows_wg(rows);
+        let grid = groups_1d(rows.div_ceil(4), wg);
+        let pv = flow.params_view();
+        let sv = samples.view("samples", 0, rows * d4);
+        let mut c = cfg.constants();
+        c.push(("WG", wg as f64));
+        let mut dispatches = vec![ctx.dispatch(
+            ROWS_SHADER,
+            "forward",
+            &c,
+            &[
+                Bind::U(&uniform),
+                Bind::T(&pv),
+                Bind::T(&sv),
+                Bind::T(&ctxv),
+                Bind::T(dr),
+                Bind::T(&tape),
+                Bind::T(dw),
+                Bind::T(&log_prob),
+            ],
+            grid,
+        )?];
+        let mut cb = c.clone();
+        cb.push(("CTX_GRAD", dctx_rows.is_some() as u8 as f64));
+        dispatches.push(ctx.dispatch(
+            ROWS_SHADER,
+            "inverse_backward",
+            &cb,
+            &[
+                Bind::U(&uniform),
+                Bind::T(&pv),
+                Bind::T(&tape),
+                Bind::T(&ctxv),
+                Bind::T(dtheta),
+                Bind::T(&grad_tape),
+                Bind::T(dctx_rows.as_ref().unwrap_or(dw)),
+                Bind::T(dw),
+            ],
+            grid,
+        )?);
+        let partials = (chunks > 1)
+            .then(|| ctx.tensor_zeros("flow-inverse-grad-partials", chunks * lay.floats()))
+            .transpose()?;
+        dispatches.extend(wgrad_dispatches(
+            ctx,
+            flow,
+            &uniform,
+            &tape,
+            &grad_tape,
+            &ctxv,
+            partials.as_ref(),
+            chunks,
+            opts.accumulate,
+        )?);
+        if let (Some(rows_t), Some(dc)) = (&dctx_rows, opts.dcontext) {
+            let n = (rows / div) * lay.e4;
+            let mut cs = cfg.constants();
+            cs.push(("WG", 64.0));
+            cs.push(("ACCUM", opts.accumulate as u8 as f64));
+            dispatches.push(ctx.dispatch(
+                ROWS_SHADER,
+                "context_sum",
+                &cs,
+                &[
+                    Bind::U(&uniform),
+                    Bind::T(&pv),
+                    Bind::T(rows_t),
+                    Bind::T(dr),
+                    Bind::T(dr),
+                    Bind::T(dw),
+                    Bind::T(&dc.view("dcontext", 0, (rows / div) * 4 * lay.e4)),
+                    Bind::T(dw),
+                ],
+                groups_1d(n, 64),
+            )?);
+        }
+        let mut keep: Vec<GpuTensor> = vec![];
+        keep.extend(dctx_rows);
+        keep.extend(partials);
+        Ok(FlowInverseGradPlan {
+            rows,
+            dispatches,
+            tape,
+            grad_tape,
+            log_prob,
+            _keep: (keep, uniform),
+        })
     }
 }

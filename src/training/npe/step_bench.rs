@@ -186,6 +186,7 @@ impl StepBench {
                 settings.seed,
                 &accs,
                 &grads,
+                settings.base_gradient,
             ) {
                 Ok(g) => break g,
                 Err(GpuError::BufferTooLarge { bytes, max, .. }) if split.rows > 1 => {
