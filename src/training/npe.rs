@@ -619,6 +619,59 @@ struct Accs {
     rval: GpuTensor,
 }
 
+impl Accs {
+    /// [0]: train Σ log q, [64]: validation Σ log q; [128..131], [192..195]: the ratio term's
+    /// sums (Σ −f, Σ Ẑ, Σ Ẑ²) for training and validation.
+    fn new(ctx: &GpuContext, label: &str) -> GpuResult<Self> {
+        let acc = ctx.tensor_zeros(label, 256)?;
+        Ok(Accs {
+            tr: acc.view("acc-train", 0, 1),
+            val: acc.view("acc-val", 64, 1),
+            rtr: acc.view("acc-ratio-train", 128, 4),
+            rval: acc.view("acc-ratio-val", 192, 4),
+            acc,
+        })
+    }
+}
+
+/// The optimizer the settings ask for, over `arena`.
+fn new_adam(ctx: &GpuContext, settings: &NpeSettings, arena: &ParamArena) -> GpuResult<Adam> {
+    let config = AdamConfig {
+        lr: settings.lr,
+        max_norm: settings.clip_norm,
+        weight_decay: settings.weight_decay,
+        ..Default::default()
+    };
+    Adam::new(ctx, config, &arena.params, &arena.grads)
+}
+
+/// Builds the step graph for `batch` rows in as few micro-batches as fit the adapter (one,
+/// unless a buffer of the whole batch exceeds the largest binding); `build` makes the graph of
+/// one split. Also returns why the batch was split, if it was.
+fn fitted_train_graph(
+    batch: usize,
+    mut build: impl FnMut(Split) -> GpuResult<TrainGraph>,
+) -> GpuResult<(TrainGraph, Option<String>)> {
+    let mut parts = 1;
+    let mut first_failure = None;
+    loop {
+        let split = Split::new(batch, parts);
+        match build(split) {
+            Ok(g) => return Ok((g, first_failure)),
+            Err(GpuError::BufferTooLarge { label, bytes, max }) if split.rows > 1 => {
+                first_failure.get_or_insert(format!(
+                    "buffer '{label}' of {bytes} bytes, more than the adapter's largest binding ({max} bytes)"
+                ));
+                // Buffers grow about linearly with the rows: aim at the rows that would fit, and
+                // take fewer rows in any case (so the search ends).
+                let fit = (split.rows as u128 * max as u128 / bytes.max(1) as u128) as usize;
+                parts = batch.div_ceil(fit.clamp(1, split.rows - 1)).max(parts + 1);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The gradient arena and how much of it the base step (no ratio term) writes.
 struct Grads<'a> {
     all: &'a GpuTensor,
@@ -892,25 +945,8 @@ pub fn probe_step_gradient(
     let model = Model::new(ctx, settings, d, dim_x);
     let arena = ParamArena::new(ctx, &model.init)?;
     let nets = model.nets(ctx, &arena)?;
-    let adam = Adam::new(
-        ctx,
-        AdamConfig {
-            lr: settings.lr,
-            max_norm: settings.clip_norm,
-            weight_decay: settings.weight_decay,
-            ..Default::default()
-        },
-        &arena.params,
-        &arena.grads,
-    )?;
-    let acc = ctx.tensor_zeros("probe-loss-acc", 256)?;
-    let accs = Accs {
-        tr: acc.view("acc-train", 0, 1),
-        val: acc.view("acc-val", 64, 1),
-        rtr: acc.view("acc-ratio-train", 128, 4),
-        rval: acc.view("acc-ratio-val", 192, 4),
-        acc,
-    };
+    let adam = new_adam(ctx, settings, &arena)?;
+    let accs = Accs::new(ctx, "probe-loss-acc")?;
     let grads = Grads {
         all: &arena.grads,
         base_len: arena.grads.len,
@@ -1196,17 +1232,7 @@ pub fn train(
     }
     let arena = ParamArena::new(ctx, &model.init)?;
     let nets = model.nets(ctx, &arena)?;
-    let mut adam = Adam::new(
-        ctx,
-        AdamConfig {
-            lr: settings.lr,
-            max_norm: settings.clip_norm,
-            weight_decay: settings.weight_decay,
-            ..Default::default()
-        },
-        &arena.params,
-        &arena.grads,
-    )?;
+    let mut adam = new_adam(ctx, settings, &arena)?;
 
     // Blocks of training rows within the bound.
     let (d4, dx4) = (pad4(d), pad4(dim_x));
@@ -1225,16 +1251,7 @@ pub fn train(
     let min_block = bounds.windows(2).map(|w| w[1] - w[0]).min().unwrap_or(n_tr);
     let max_block = bounds.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(n_tr);
 
-    // [0]: train Σ log q, [64]: validation Σ log q; [128..131], [192..195]: the ratio term's sums
-    // (Σ −f, Σ Ẑ, Σ Ẑ²) for training and validation.
-    let acc = ctx.tensor_zeros("npe-loss-acc", 256)?;
-    let accs = Accs {
-        tr: acc.view("acc-train", 0, 1),
-        val: acc.view("acc-val", 64, 1),
-        rtr: acc.view("acc-ratio-train", 128, 4),
-        rval: acc.view("acc-ratio-val", 192, 4),
-        acc,
-    };
+    let accs = Accs::new(ctx, "npe-loss-acc")?;
     // The batch in as few micro-batches as fit the adapter (one, unless a buffer of the whole
     // batch exceeds the largest binding): the same optimization either way, see `Split`.
     let wanted = settings.batch_size.max(1);
@@ -1253,11 +1270,8 @@ pub fn train(
             .filter(|_| method == Method::Hybrid)
             .unwrap_or(arena.grads.len),
     };
-    let mut parts = 1;
-    let mut first_failure = None;
-    let g = loop {
-        let split = Split::new(batch, parts);
-        match train_graph(
+    let (g, first_failure) = fitted_train_graph(batch, |split| {
+        train_graph(
             ctx,
             &nets,
             &adam,
@@ -1271,20 +1285,8 @@ pub fn train(
             &accs,
             &grads,
             settings.base_gradient,
-        ) {
-            Ok(g) => break g,
-            Err(GpuError::BufferTooLarge { label, bytes, max }) if split.rows > 1 => {
-                first_failure.get_or_insert(format!(
-                    "buffer '{label}' of {bytes} bytes, more than the adapter's largest binding ({max} bytes)"
-                ));
-                // Buffers grow about linearly with the rows: aim at the rows that would fit, and
-                // take fewer rows in any case (so the search ends).
-                let fit = (split.rows as u128 * max as u128 / bytes.max(1) as u128) as usize;
-                parts = batch.div_ceil(fit.clamp(1, split.rows - 1)).max(parts + 1);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
+        )
+    })?;
     let split = g.split;
     if let Some(why) = first_failure {
         let last = split.valid(split.count - 1);

@@ -6,12 +6,12 @@
 //! the steps, any number per submission (the trainer submits a block's steps at once).
 
 use super::NpeSettings;
-use super::{train_graph, Accs, Grads, Nets, Split, TrainGraph};
+use super::{fitted_train_graph, new_adam, train_graph, Accs, Grads, Model, Nets, TrainGraph};
 use crate::kernels::adam::{Adam, AdamConfig};
-use crate::models::arena::{ArenaLayout, ParamArena};
+use crate::models::arena::ParamArena;
 use crate::models::flow::cpu::FlowWeights;
-use crate::models::flow::{Flow, FlowConfig};
-use crate::models::mlp::{Mlp, MlpConfig, MlpWeights};
+use crate::models::flow::FlowConfig;
+use crate::models::mlp::{MlpConfig, MlpWeights};
 use crate::runtime::{Dispatch, GpuContext, GpuError, GpuResult};
 use crate::training::preprocess::Preprocess;
 use crate::training::source::pack_rows;
@@ -76,104 +76,22 @@ impl StepBench {
         let pre = Preprocess::fit(prior, settings.unconstrained, theta, x, dim_x);
         let (theta_packed, x_packed) = pack_rows(&pre, theta, x, d, dim_x);
 
-        // Architecture and arena, as `train` builds them.
-        let emb = settings
-            .embedding
-            .clone()
-            .filter(|_| method.has_flow())
-            .map(|mut e| {
-                e.in_dim = dim_x;
-                e
-            });
-        let context_dim = emb.as_ref().map_or(dim_x, |e| e.out_dim);
-        let flow_cfg = method.has_flow().then(|| FlowConfig {
-            dim: d,
-            context_dim,
-            ..settings.flow.clone()
-        });
-        let ratio_cfg = method.has_ratio().then(|| {
-            let mut r = settings
-                .ratio
-                .clone()
-                .unwrap_or_else(super::default_ratio_net);
-            r.in_dim = d + dim_x;
-            r.out_dim = 1;
-            r
-        });
-        let mut rng = StdRng::seed_from_u64(settings.seed ^ 0x494e_4954_5741_4954);
-        let mut layout = ArenaLayout::new(ctx);
-        let emb_off = emb
-            .as_ref()
-            .map(|e| layout.reserve(Mlp::model_len(e, layout.align)));
-        let flow_len = flow_cfg.as_ref().map_or(0, |f| f.arena_len(layout.align));
-        let flow_off = flow_cfg.as_ref().map(|_| layout.reserve(flow_len));
-        let ratio_len = ratio_cfg
-            .as_ref()
-            .map_or(0, |r| Mlp::model_len(r, layout.align));
-        let ratio_off = ratio_cfg.as_ref().map(|_| layout.reserve(ratio_len));
-        let mut init = vec![0f32; layout.len];
-        if let (Some(e), Some(off)) = (&emb, emb_off) {
-            let w = Mlp::init_arena(e, &[MlpWeights::init(e, &mut rng)], layout.align);
-            init[off..off + w.len()].copy_from_slice(&w);
-        }
-        if let (Some(f), Some(off)) = (&flow_cfg, flow_off) {
-            let fw = f.init_arena(&mut rng, layout.align);
-            init[off..off + fw.len()].copy_from_slice(&fw);
-        }
-        if let (Some(r), Some(off)) = (&ratio_cfg, ratio_off) {
-            let w = Mlp::init_arena(r, &[MlpWeights::init(r, &mut rng)], layout.align);
-            init[off..off + w.len()].copy_from_slice(&w);
-        }
-        let arena = ParamArena::new(ctx, &init)?;
-        let nets = Nets {
-            emb: match (&emb, emb_off) {
-                (Some(e), Some(off)) => {
-                    let (p, g) = arena.block(off, Mlp::model_len(e, layout.align));
-                    Some(Mlp::from_views(e.clone(), 1, p, g, layout.align))
-                }
-                _ => None,
-            },
-            flow: match (&flow_cfg, flow_off) {
-                (Some(f), Some(off)) => {
-                    let (fp, fg) = arena.block(off, flow_len);
-                    Some(Flow::new(ctx, f.clone(), fp, fg)?)
-                }
-                _ => None,
-            },
-            ratio: match (&ratio_cfg, ratio_off) {
-                (Some(r), Some(off)) => {
-                    let (p, g) = arena.block(off, ratio_len);
-                    Some(Mlp::from_views(r.clone(), 1, p, g, layout.align))
-                }
-                _ => None,
-            },
-        };
-        let adam_config = AdamConfig {
-            lr: settings.lr,
-            max_norm: settings.clip_norm,
-            weight_decay: settings.weight_decay,
-            ..Default::default()
-        };
-        let adam = Adam::new(ctx, adam_config, &arena.params, &arena.grads)?;
-        let acc = ctx.tensor_zeros("bench-loss-acc", 256)?;
-        let accs = Accs {
-            tr: acc.view("acc-train", 0, 1),
-            val: acc.view("acc-val", 64, 1),
-            rtr: acc.view("acc-ratio-train", 128, 4),
-            rval: acc.view("acc-ratio-val", 192, 4),
-            acc,
-        };
+        // Architecture, arena and optimizer, as `train` builds them.
+        let model = Model::new(ctx, settings, d, dim_x);
+        let arena = ParamArena::new(ctx, &model.init)?;
+        let nets = model.nets(ctx, &arena)?;
+        let adam = new_adam(ctx, settings, &arena)?;
+        let adam_config = adam.config;
+        let accs = Accs::new(ctx, "bench-loss-acc")?;
         let grads = Grads {
             all: &arena.grads,
-            base_len: ratio_off
+            base_len: model
+                .ratio_off
                 .filter(|_| method == Method::Hybrid)
                 .unwrap_or(arena.grads.len),
         };
-        // The batch in as few micro-batches as fit the adapter, as `train` searches for them.
-        let mut parts = 1;
-        let graph = loop {
-            let split = Split::new(batch, parts);
-            match train_graph(
+        let (graph, _) = fitted_train_graph(batch, |split| {
+            train_graph(
                 ctx,
                 &nets,
                 &adam,
@@ -187,15 +105,8 @@ impl StepBench {
                 &accs,
                 &grads,
                 settings.base_gradient,
-            ) {
-                Ok(g) => break g,
-                Err(GpuError::BufferTooLarge { bytes, max, .. }) if split.rows > 1 => {
-                    let fit = (split.rows as u128 * max as u128 / bytes.max(1) as u128) as usize;
-                    parts = batch.div_ceil(fit.clamp(1, split.rows - 1)).max(parts + 1);
-                }
-                Err(e) => return Err(e),
-            }
-        };
+            )
+        })?;
         ctx.write(&graph.theta_blk, 0, &theta_packed)?;
         ctx.write(&graph.x_blk, 0, &x_packed)?;
         let mut idx: Vec<u32> = (0..n as u32).collect();
@@ -205,9 +116,9 @@ impl StepBench {
             batch: graph.batch,
             micro_batches: graph.split.count,
             steps_per_block: n.div_ceil(graph.batch),
-            flow: flow_cfg,
-            ratio: ratio_cfg,
-            embedding: emb,
+            flow: model.flow_cfg,
+            ratio: model.ratio_cfg,
+            embedding: model.emb,
             theta_packed,
             x_packed,
             adam_config,
