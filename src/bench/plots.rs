@@ -64,8 +64,13 @@ fn c2st_figure(g: &Groups, task: &str, path: &Path) -> Result<(), String> {
         .map(|a| (*a, published::published(task, a)))
         .filter(|p| !p.1.is_empty())
         .collect();
-    let mut xs: Vec<f64> = g.budgets.iter().map(|&b| b as f64).collect();
-    xs.extend(pubs.iter().flat_map(|p| p.1.iter().map(|r| r.0 as f64)));
+    let papers: Vec<(&str, Vec<(usize, f64)>)> = ["NPE", "NRE"]
+        .iter()
+        .map(|a| (*a, published::paper(task, a)))
+        .filter(|p| !p.1.is_empty())
+        .collect();
+    // The axis spans our budgets; reference points outside it would stretch it for nothing.
+    let xs: Vec<f64> = g.budgets.iter().map(|&b| b as f64).collect();
     let (lo, hi) = xs
         .iter()
         .fold((f64::INFINITY, 0f64), |(a, b), &x| (a.min(x), b.max(x)));
@@ -133,11 +138,24 @@ fn c2st_figure(g: &Groups, task: &str, path: &Path) -> Result<(), String> {
         chart
             .draw_series(
                 pts.iter()
+                    .filter(|p| g.budgets.contains(&p.0))
                     .map(|&(b, m, _, _)| TriangleMarker::new((b as f64, m), 7, c.stroke_width(2))),
             )
             .map_err(|x| e(&x))?
             .label(format!("sbi {alg}, published (sbi 0.23 rerun)"))
             .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 6, c.stroke_width(2)));
+    }
+    for (j, (alg, pts)) in papers.iter().enumerate() {
+        let c = COLORS[(g.labels.len() + pubs.len() + j) % COLORS.len()];
+        chart
+            .draw_series(
+                pts.iter()
+                    .filter(|p| g.budgets.contains(&p.0))
+                    .map(|&(b, m)| Cross::new((b as f64, m), 6, c.stroke_width(2))),
+            )
+            .map_err(|x| e(&x))?
+            .label(format!("sbibm {alg}, paper"))
+            .legend(move |(x, y)| Cross::new((x + 10, y), 5, c.stroke_width(2)));
     }
     chart
         .configure_series_labels()

@@ -154,6 +154,47 @@ fn cell(v: &[f64], bold: bool) -> String {
     }
 }
 
+/// For each of our methods and budgets: on how many tasks its mean C2ST is at or below the sbibm
+/// paper's NPE (the bar of the benchmark issue), naming the tasks either way.
+fn against_paper(g: &Groups) -> String {
+    let mut s = String::new();
+    for l in g.labels.iter().filter(|l| !l.starts_with("sbi")) {
+        for &b in &g.budgets {
+            let (mut at_or_below, mut above) = (Vec::new(), Vec::new());
+            for task in &g.tasks {
+                let m = mean_sd(&g.c2st(task, l, b)).0;
+                let paper = published::paper(task, "NPE").into_iter().find(|p| p.0 == b);
+                if let (true, Some((_, p))) = (m.is_finite(), paper) {
+                    let entry = format!("{task} {m:.3} vs {p:.3}");
+                    if m <= p {
+                        at_or_below.push(entry);
+                    } else {
+                        above.push(entry);
+                    }
+                }
+            }
+            let n = at_or_below.len() + above.len();
+            if n > 0 {
+                let _ = writeln!(
+                    s,
+                    "| {l} | {} | {} of {n} | {} | {} |",
+                    budget_name(b),
+                    at_or_below.len(),
+                    at_or_below.join("; "),
+                    above.join("; ")
+                );
+            }
+        }
+    }
+    if s.is_empty() {
+        return s;
+    }
+    format!(
+        "\nAgainst sbibm's NPE ({}): tasks where our mean C2ST is at or below it.\n\n| method | budget | at or below | those tasks (ours vs paper) | above |\n|---|---:|---:|---|---|\n{s}",
+        published::PAPER_SOURCE
+    )
+}
+
 /// table.md: C2ST per task × method and budget; times; the peer's time ratio; published values.
 pub fn table(cfg: &GridConfig, rows: &[Row]) -> String {
     let g = Groups::new(rows);
@@ -223,7 +264,24 @@ pub fn table(cfg: &GridConfig, rows: &[Row]) -> String {
                 s.push('\n');
             }
         }
+        for alg in ["NPE", "NRE"] {
+            let paper = published::paper(task, alg);
+            if paper.is_empty() {
+                continue;
+            }
+            let _ = write!(s, "| {task} | *sbibm {alg} (paper)* |");
+            for b in &g.budgets {
+                match paper.iter().find(|p| p.0 == *b) {
+                    Some(p) => {
+                        let _ = write!(s, " *{:.3}* |", p.1);
+                    }
+                    None => s.push_str(" – |"),
+                }
+            }
+            s.push('\n');
+        }
     }
+    s.push_str(&against_paper(&g));
     // Times.
     let _ = writeln!(s, "\nWall times (s, mean over cells; sample and C2ST per observation). Ratio and hybrid: rejection sampler's acceptance rate and ln Z(x_o), mean over observations. `vs sbi`: our training time / sbi's for the same task, budget and seeds (npe against sbi NPE, ratio against sbi NRE).\n");
     let _ = writeln!(s, "| task | method | budget | simulate | train | epochs | sample | C2ST | acceptance | ln Z | train vs sbi |");
@@ -345,5 +403,31 @@ mod tests {
         assert!(mean_sd(&[]).0.is_nan());
         assert_eq!(budget_name(10_000), "10^4");
         assert_eq!(budget_name(2000), "2000");
+    }
+
+    fn row(task: &str, method: &str, c2st: f64) -> Row {
+        serde_json::from_value(serde_json::json!({
+            "task": task, "method": method, "contrastive": 1, "budget": 10000, "seed": 0,
+            "observation": 1, "c2st": c2st, "simulate_s": 0.0, "train_s": 1.0, "epochs": 1,
+            "sample_s": 0.0, "c2st_s": 0.0, "samples": 10000, "acceptance_rate": null,
+            "log_z": null, "proposals": null, "sampling_finished": true, "error": null,
+            "finished_at": 0.0
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_comparison_with_the_paper_counts_tasks_at_or_below_its_npe() {
+        // Paper NPE at 10^4: two_moons 0.606, slcp 0.901, gaussian_linear 0.552.
+        let rows = [
+            row("two_moons", "hybrid", 0.55),
+            row("slcp", "hybrid", 0.95),
+            row("gaussian_linear", "hybrid", 0.552),
+        ];
+        let text = against_paper(&Groups::new(&rows));
+        let line = text.lines().find(|l| l.starts_with("| hybrid |")).unwrap();
+        assert!(line.contains("| 2 of 3 |"), "{line}");
+        assert!(line.ends_with("| slcp 0.950 vs 0.901 |"), "{line}");
+        assert!(line.contains("two_moons 0.550 vs 0.606"), "{line}");
     }
 }
