@@ -97,3 +97,22 @@ fn cli_device_cpu_scores_npy_files_without_a_gpu() {
     assert!(acc > 0.98, "separated samples: {acc}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bench_c2st_device_cpu_is_recorded_in_the_journal() {
+    let out = std::env::temp_dir().join(format!("gkl-bench-c2st-cpu-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = Command::new(BIN)
+        .args(["bench", "--tasks", "two_moons", "--methods", "npe", "--budgets", "1000", "--observations", "1", "--num-samples", "500"])
+        .args(["--quick", "--max-epochs", "2", "--no-plots", "--c2st-device", "cpu", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let journal = std::fs::read_to_string(out.join("journal.jsonl")).unwrap();
+    let rows: Vec<serde_json::Value> = journal.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 1, "{journal}");
+    assert_eq!(rows[0]["c2st_device"], "cpu");
+    assert!(rows[0]["c2st"].as_f64().is_some_and(|c| (0.3..=1.0).contains(&c)), "{journal}");
+    let _ = std::fs::remove_dir_all(&out);
+}
