@@ -7,7 +7,7 @@
 
 use super::highdim::GaussianLinearD;
 use super::journal::{row_key, Journal, JournalError, Row};
-use crate::evaluation::c2st::{c2st, C2stConfig, Samples};
+use crate::evaluation::c2st::{c2st, C2stConfig, C2stError, Samples};
 use crate::io::{read_samples, write_npy_f64, IoError};
 use crate::kernels::Activation;
 use crate::models::flow::{FlowConfig, FlowKind};
@@ -28,6 +28,8 @@ use std::time::Instant;
 pub enum BenchError {
     #[error(transparent)]
     Gpu(#[from] GpuError),
+    #[error(transparent)]
+    C2st(#[from] C2stError),
     #[error(transparent)]
     Model(#[from] crate::error::Error),
     #[error(transparent)]
@@ -181,6 +183,7 @@ pub struct GridConfig {
     pub profile: TrainProfile,
     /// Rejection sampling wall-time budget per observation (s).
     pub max_sample_seconds: f64,
+    /// The C2ST's settings, its device (`--c2st-device`) included.
     pub c2st: C2stConfig,
     /// Python interpreter with sbi and sbibm, and the peer script it runs.
     pub peer_python: Option<PathBuf>,
@@ -248,8 +251,8 @@ pub fn reference(out: &Path, task: &dyn Task, obs: usize, n: usize) -> BenchResu
     Ok(r)
 }
 
-/// C2ST of `ours` (m rows) against the first m rows of `reference`.
-fn score(
+/// C2ST of `ours` (m rows) against the first m rows of `reference`, on `cfg.device`.
+pub(crate) fn score(
     ctx: &GpuContext,
     cfg: &C2stConfig,
     reference: &[f64],
@@ -473,6 +476,7 @@ pub fn run(ctx: &GpuContext, cfg: &GridConfig, log: &mut dyn FnMut(&str)) -> Ben
                             epochs: info.epochs,
                             sample_s: 0.0,
                             c2st_s: 0.0,
+                            c2st_device: cfg.c2st.device,
                             samples: 0,
                             acceptance_rate: None,
                             log_z: None,

@@ -3,6 +3,7 @@
 //! torn last line, which the next run cuts off before it appends. `results.csv` is regenerated
 //! from the journal (written to a temporary file and renamed into place).
 
+use crate::evaluation::c2st::C2stDevice;
 use crate::training::BaseGradient;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
@@ -34,6 +35,10 @@ pub struct Row {
     pub epochs: usize,
     pub sample_s: f64,
     pub c2st_s: f64,
+    /// Where the C2ST classifiers trained (`--c2st-device`); rows of journals written before the
+    /// option existed were all scored on the GPU.
+    #[serde(default)]
+    pub c2st_device: C2stDevice,
     /// Samples scored (fewer than asked when a rejection sampler hit its time budget).
     pub samples: usize,
     /// Ratio and hybrid: the rejection sampler's acceptance rate and ln Z(x_o).
@@ -193,6 +198,7 @@ mod tests {
             epochs: 10,
             sample_s: 0.5,
             c2st_s: 1.0,
+            c2st_device: C2stDevice::Gpu,
             samples: 500,
             acceptance_rate: None,
             log_z: None,
@@ -223,6 +229,20 @@ mod tests {
         let lines: Vec<&str> = csv.lines().collect();
         assert!(lines[0].ends_with(",base_gradient"), "{}", lines[0]);
         assert!(lines[1].ends_with(",detached") && lines[2].ends_with(",reparameterized"), "{csv}");
+    }
+
+    #[test]
+    fn rows_record_the_c2st_device_and_old_rows_read_as_gpu() {
+        let mut r = row(1);
+        r.c2st_device = C2stDevice::Cpu;
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["c2st_device"], "cpu");
+        assert_eq!(serde_json::from_value::<Row>(v.clone()).unwrap(), r);
+        let mut old = v;
+        old.as_object_mut().unwrap().remove("c2st_device");
+        let back: Row = serde_json::from_value(old).unwrap();
+        assert_eq!(back.c2st_device, C2stDevice::Gpu);
+        assert_eq!(back.key(), r.key(), "the device is not part of a row's identity");
     }
 
     #[test]

@@ -3,9 +3,8 @@
 //! on the same machine. Its samples are scored by the same C2ST against the same reference
 //! samples as ours. Only sbibm tasks (the script simulates them with sbibm).
 
-use super::grid::{file_err, now_unix, reference, BenchError, BenchResult, GridConfig};
+use super::grid::{file_err, now_unix, reference, score, BenchError, BenchResult, GridConfig};
 use super::journal::{row_key, Journal, Row};
-use crate::evaluation::c2st::{c2st, Samples};
 use crate::io::read_samples;
 use crate::runtime::GpuContext;
 use crate::training::Method;
@@ -127,22 +126,8 @@ pub fn run_peers(
                         let s = read_samples(&sp)?;
                         let refs = reference(&cfg.out, task.as_ref(), obs, n)?;
                         let m = s.shape()[0].min(n);
-                        let r = c2st(
-                            ctx,
-                            &Samples {
-                                data: &refs[..m * d],
-                                rows: m,
-                                dim: d,
-                            },
-                            &Samples {
-                                data: &s.data[..m * d],
-                                rows: m,
-                                dim: d,
-                            },
-                            &cfg.c2st,
-                            |_, _| {},
-                        )?;
-                        log(&format!("  peer {name} obs {obs}: C2ST {:.4}", r.accuracy));
+                        let (acc, c2st_s) = score(ctx, &cfg.c2st, &refs, &s.data[..m * d], d)?;
+                        log(&format!("  peer {name} obs {obs}: C2ST {acc:.4}"));
                         journal.append(Row {
                             task: task.name().to_string(),
                             method: name.to_string(),
@@ -151,7 +136,7 @@ pub fn run_peers(
                             budget,
                             seed,
                             observation: obs,
-                            c2st: Some(r.accuracy),
+                            c2st: Some(acc),
                             base_c2st: None,
                             simulate_s: res.simulate_s,
                             train_s: res.train_s,
@@ -161,7 +146,8 @@ pub fn run_peers(
                                 .get(&obs.to_string())
                                 .copied()
                                 .unwrap_or(f64::NAN),
-                            c2st_s: r.seconds,
+                            c2st_s,
+                            c2st_device: cfg.c2st.device,
                             samples: m,
                             acceptance_rate: None,
                             log_z: None,

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use gkl_gpu::bench::grid::{self, GridConfig, TrainProfile};
 use gkl_gpu::bench::kernels;
 use gkl_gpu::bench::throughput::{self, MethodFlow, ThroughputConfig};
-use gkl_gpu::evaluation::c2st::C2stConfig;
+use gkl_gpu::evaluation::c2st::{C2stConfig, C2stDevice};
 use gkl_gpu::models::flow::FlowKind;
 use gkl_gpu::training::{BaseGradient, Method};
 use std::path::PathBuf;
@@ -107,6 +107,10 @@ struct GridArgs {
     /// C2ST classifier seed
     #[arg(long, default_value_t = 1)]
     c2st_seed: u64,
+    /// Where every C2ST's classifiers train (recorded per row as c2st_device). cpu gives the same
+    /// scores up to float rounding and is much faster on a software adapter such as lavapipe
+    #[arg(long, value_enum, default_value_t = C2stDevice::Gpu)]
+    c2st_device: C2stDevice,
     /// Do not draw the PNG figures
     #[arg(long)]
     no_plots: bool,
@@ -193,6 +197,7 @@ impl GridArgs {
             max_sample_seconds: self.max_sample_seconds,
             c2st: C2stConfig {
                 seed: self.c2st_seed,
+                device: self.c2st_device,
                 ..Default::default()
             },
             peer_python: self.peer_python,

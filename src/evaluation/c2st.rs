@@ -1,4 +1,4 @@
-//! Classifier two-sample test (C2ST) as sbibm defines it, trained on the GPU.
+//! Classifier two-sample test (C2ST) as sbibm defines it, on the GPU or the CPU.
 //!
 //! Both sample sets are z-scored with the mean and unbiased standard deviation of the first (the
 //! reference). Labelled 0 (reference) and 1 (other), they are split by 5-fold shuffled
@@ -8,24 +8,38 @@
 //! initialisation, and a stop once the epoch's training loss has failed to improve on the best by
 //! 1e-4 for more than 10 epochs (or after 10,000 epochs). The score is the mean held-out accuracy.
 //!
-//! All five folds train at once, as five models in the same launches; an epoch of steps is one
-//! submission, and only the five epoch losses come back. Differences from scikit-learn, each too
-//! small to move the score: Adam's ε is applied after bias correction (as PyTorch does), the L2 term
-//! of the reported loss uses the end-of-epoch weights, and when the training set is not a multiple
-//! of the batch size the last batch is completed from the start of the permutation.
+//! Two backends train the folds ([`C2stDevice`]): the GPU one (`c2st_gpu.rs`) trains all five as
+//! five models in the same launches; the CPU one (`c2st_cpu.rs`) trains them in f32 on the CPU, in
+//! parallel, and is much faster on a software adapter. Everything else lives here once: the
+//! z-scoring, the fold split, the initialisation, the per-epoch shuffles (all from one RNG, in one
+//! order), the Adam settings, the L2 term and the stopping rule; for one seed the two backends
+//! differ only by float rounding. Differences from scikit-learn, each too small to move the score:
+//! Adam's ε is applied after bias correction (as PyTorch does), the L2 term of the reported loss
+//! uses the end-of-epoch weights, and when the training set is not a multiple of the batch size
+//! the last batch is completed from the start of the permutation.
 
-use crate::kernels::adam::{Adam, AdamConfig};
-use crate::kernels::gather::{self, GatherParams};
-use crate::kernels::layout::{pack, pad4, unpack};
-use crate::kernels::loss::{self, LossParams};
-use crate::kernels::reduce::{self, ReduceOp, ReduceParams};
+use super::c2st_cpu::CpuFolds;
+use super::c2st_gpu::GpuFolds;
+use crate::kernels::adam::AdamConfig;
 use crate::kernels::Activation;
-use crate::models::mlp::{Mlp, MlpConfig, MlpPlan, MlpWeights};
-use crate::runtime::{Dispatch, GpuContext, GpuError, GpuResult};
+use crate::models::mlp::{MlpConfig, MlpWeights};
+use crate::runtime::{GpuContext, GpuError};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Where the classifiers train.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum C2stDevice {
+    /// The wgpu adapter.
+    #[default]
+    Gpu,
+    /// f32 on the CPU, folds in parallel: much faster than a software (CPU) adapter.
+    Cpu,
+}
 
 #[derive(Clone, Debug)]
 pub struct C2stConfig {
@@ -40,6 +54,7 @@ pub struct C2stConfig {
     pub seed: u64,
     /// z-score both sets with the reference's statistics.
     pub z_score: bool,
+    pub device: C2stDevice,
 }
 
 impl Default for C2stConfig {
@@ -55,6 +70,7 @@ impl Default for C2stConfig {
             max_epochs: 10_000,
             seed: 1,
             z_score: true,
+            device: C2stDevice::Gpu,
         }
     }
 }
@@ -66,6 +82,15 @@ pub struct C2stResult {
     pub fold_accuracies: Vec<f64>,
     pub fold_epochs: Vec<usize>,
     pub seconds: f64,
+    pub device: C2stDevice,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum C2stError {
+    #[error("c2st: {0}")]
+    InvalidInput(String),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
 }
 
 /// Row-major samples: `data.len() == rows * dim`.
@@ -121,6 +146,117 @@ fn glorot(cfg: &MlpConfig, rng: &mut StdRng) -> MlpWeights {
     MlpWeights { w, b }
 }
 
+/// The training problem both backends solve: data, fold split and initial weights.
+pub(super) struct Setup {
+    pub d: usize,
+    /// z-scored rows (or raw, without z-scoring), the reference's first.
+    pub data: Vec<f64>,
+    /// 0 for the reference's rows, 1 for the other's.
+    pub labels: Vec<f32>,
+    /// Held-out rows of each fold.
+    pub folds: Vec<Vec<usize>>,
+    /// Permutation entries per fold and epoch: the smallest training set (they differ by at most
+    /// one sample, which an epoch then skips), so that all folds take the same steps.
+    pub n_train: usize,
+    pub batch: usize,
+    /// Batches per epoch; the last is completed from the start of the permutation.
+    pub steps: usize,
+    pub mlp: MlpConfig,
+    /// Each fold's initial weights.
+    pub weights: Vec<MlpWeights>,
+    pub adam: AdamConfig,
+    /// scikit-learn adds alpha·W / batch_size to each weight gradient.
+    pub l2: f32,
+}
+
+/// The per-epoch reshuffles of every fold's training rows.
+pub(super) struct Shuffler {
+    rng: StdRng,
+    train_sets: Vec<Vec<u32>>,
+    n_train: usize,
+}
+
+impl Shuffler {
+    /// Every fold's permutation for the next epoch, `folds × n_train` data rows. Stopped folds
+    /// draw theirs too, so the draws never depend on when folds stop.
+    fn next_epoch(&mut self) -> Vec<u32> {
+        let mut perm = Vec::with_capacity(self.train_sets.len() * self.n_train);
+        for set in &self.train_sets {
+            let mut s = set.clone();
+            s.shuffle(&mut self.rng);
+            perm.extend_from_slice(&s[..self.n_train]);
+        }
+        perm
+    }
+}
+
+impl Setup {
+    /// Checks the input, z-scores, and draws from one RNG seeded by `cfg.seed`, in this order: the
+    /// fold split, each fold's initialisation; the shuffler then continues that RNG.
+    fn new(x: &Samples, y: &Samples, cfg: &C2stConfig) -> Result<(Setup, Shuffler), C2stError> {
+        if x.dim != y.dim {
+            return Err(C2stError::InvalidInput(format!("dimensions differ ({} vs {})", x.dim, y.dim)));
+        }
+        let d = x.dim;
+        let n = x.rows + y.rows;
+        if d == 0 || n < 2 * cfg.folds || cfg.folds < 2 || cfg.batch == 0 {
+            return Err(C2stError::InvalidInput(format!(
+                "need at least 2 folds, a batch of at least 1, and at least {} samples of dimension ≥ 1",
+                2 * cfg.folds
+            )));
+        }
+        if x.data.len() != x.rows * d || y.data.len() != y.rows * d {
+            return Err(C2stError::InvalidInput("samples' length is not rows × dim".into()));
+        }
+        let (xz, yz) = if cfg.z_score { z_score(x, y) } else { (x.data.to_vec(), y.data.to_vec()) };
+        let mut data = xz;
+        data.extend_from_slice(&yz);
+        let labels: Vec<f32> = (0..n).map(|i| if i < x.rows { 0.0 } else { 1.0 }).collect();
+
+        let mut rng = StdRng::seed_from_u64(cfg.seed);
+        let folds = kfold(n, cfg.folds, &mut rng);
+        let train_sets: Vec<Vec<u32>> = (0..cfg.folds)
+            .map(|f| (0..cfg.folds).filter(|&g| g != f).flat_map(|g| folds[g].iter().map(|&i| i as u32)).collect())
+            .collect();
+        let n_train = train_sets.iter().map(Vec::len).min().unwrap_or(0);
+        let batch = cfg.batch.min(n_train);
+        let mlp = MlpConfig {
+            in_dim: d,
+            out_dim: 1,
+            hidden: cfg.hidden_factor * d,
+            blocks: 1,
+            act: Activation::Relu,
+            residual: false,
+        };
+        let weights = (0..cfg.folds).map(|_| glorot(&mlp, &mut rng)).collect();
+        let setup = Setup {
+            d,
+            data,
+            labels,
+            folds,
+            n_train,
+            batch,
+            steps: n_train.div_ceil(batch),
+            mlp,
+            weights,
+            adam: AdamConfig { lr: cfg.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, max_norm: 0.0 },
+            l2: (cfg.alpha / batch as f64) as f32,
+        };
+        Ok((setup, Shuffler { rng, train_sets, n_train }))
+    }
+}
+
+/// What a backend does for the shared training loop.
+pub(super) trait FoldTrainer {
+    /// One epoch of `steps` Adam steps for every fold with `active[f]`; `perm` holds the folds'
+    /// permutations (`folds × n_train` data rows), batch b taking entries b·batch .. (b+1)·batch
+    /// modulo n_train. Returns per fold (Σ over steps of the mean batch loss, ‖W‖² over the
+    /// end-of-epoch weights, biases excluded); entries of inactive folds are not used.
+    fn epoch(&mut self, perm: &[u32], active: &[bool]) -> Result<Vec<(f64, f64)>, C2stError>;
+    /// Held-out accuracy of fold `f`'s classifier as it is now.
+    fn accuracy(&mut self, f: usize) -> Result<f64, C2stError>;
+}
+
 /// scikit-learn's no-improvement rule, per fold.
 struct Stopper {
     best: f64,
@@ -128,110 +264,45 @@ struct Stopper {
     stopped_at: Option<usize>,
 }
 
-pub fn c2st(ctx: &GpuContext, x: &Samples, y: &Samples, cfg: &C2stConfig, mut progress: impl FnMut(usize, usize)) -> GpuResult<C2stResult> {
-    if x.dim != y.dim {
-        return Err(GpuError::InvalidArgument(format!("c2st: dimensions differ ({} vs {})", x.dim, y.dim)));
+impl Stopper {
+    /// Records epoch `epoch`'s loss; true when the fold stops here: more than
+    /// `n_iter_no_change` epochs without improving on the best by `tol`, or the last epoch.
+    fn update(&mut self, loss: f64, epoch: usize, cfg: &C2stConfig) -> bool {
+        if loss > self.best - cfg.tol {
+            self.bad += 1;
+        } else {
+            self.bad = 0;
+        }
+        if loss < self.best {
+            self.best = loss;
+        }
+        if self.bad > cfg.n_iter_no_change || epoch == cfg.max_epochs {
+            self.stopped_at = Some(epoch);
+        }
+        self.stopped_at.is_some()
     }
-    let d = x.dim;
-    let n = x.rows + y.rows;
-    if d == 0 || n < 2 * cfg.folds {
-        return Err(GpuError::InvalidArgument(format!("c2st: need at least {} samples of dimension ≥ 1", 2 * cfg.folds)));
-    }
-    let start = std::time::Instant::now();
-    let (xz, yz) = if cfg.z_score { z_score(x, y) } else { (x.data.to_vec(), y.data.to_vec()) };
-    let mut all = xz;
-    all.extend_from_slice(&yz);
-    let labels: Vec<f32> = (0..n).map(|i| if i < x.rows { 0.0 } else { 1.0 }).collect();
+}
 
-    let mut rng = StdRng::seed_from_u64(cfg.seed);
-    let folds = kfold(n, cfg.folds, &mut rng);
+/// Trains every fold until it stops and scores it at that epoch.
+fn drive(
+    setup: &Setup,
+    mut shuffler: Shuffler,
+    trainer: &mut impl FoldTrainer,
+    cfg: &C2stConfig,
+    progress: &mut impl FnMut(usize, usize),
+) -> Result<(Vec<f64>, Vec<usize>), C2stError> {
     let nf = cfg.folds;
-    let train_sets: Vec<Vec<u32>> = (0..nf)
-        .map(|f| (0..nf).filter(|&g| g != f).flat_map(|g| folds[g].iter().map(|&i| i as u32)).collect())
-        .collect();
-    // Equal permutation lengths across folds (they differ by at most one sample; an epoch then skips it).
-    let n_train = train_sets.iter().map(Vec::len).min().unwrap_or(0);
-    let batch = cfg.batch.min(n_train);
-    let steps = n_train.div_ceil(batch);
-
-    let hidden = cfg.hidden_factor * d;
-    let mcfg = MlpConfig { in_dim: d, out_dim: 1, hidden, blocks: 1, act: Activation::Relu, residual: false };
-    let weights: Vec<MlpWeights> = (0..nf).map(|_| glorot(&mcfg, &mut rng)).collect();
-    let mlp = Mlp::new_batched(ctx, mcfg.clone(), &weights)?;
-    // scikit-learn adds alpha·W / batch_size to each weight gradient.
-    let plan = MlpPlan::with_l2(ctx, &mlp, batch, (cfg.alpha / batch as f64) as f32)?;
-    let adam = Adam::new(ctx, AdamConfig { lr: cfg.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, max_norm: 0.0 }, &mlp.params, &mlp.grads)?;
-
-    let d4 = pad4(d);
-    let data_t = ctx.tensor_from("c2st-data", &pack(&all, n, d))?;
-    let labels_t = ctx.tensor_from("c2st-labels", &labels)?;
-    let perm_t = ctx.tensor_zeros("c2st-perm", nf * n_train)?;
-    let truth = ctx.tensor_zeros("c2st-truth", nf * batch * 4)?;
-    let row_loss = ctx.tensor_zeros("c2st-row-loss", nf * batch)?;
-    let loss_acc = ctx.tensor_zeros("c2st-loss", nf)?;
-    let gp = GatherParams::new(batch, d4 / 4, n_train, steps, nf);
-    let gp_buf = ctx.uniform("gather-params", &gp);
-    let lp = ctx.uniform("loss-params", &LossParams::batched(batch, 1, nf));
-    let rp = ctx.uniform("reduce-params", &ReduceParams::blocks(batch, nf));
-    let mut step_d: Vec<Dispatch> = vec![gather::gather_batch(ctx, &gp_buf, &gp, &data_t, &labels_t, &perm_t, &adam.state, &plan.x, &truth)?];
-    step_d.extend(plan.forward.iter().cloned());
-    step_d.push(loss::bce_logits(ctx, &lp, nf * batch, &plan.y, &truth, &plan.dy, &row_loss)?);
-    step_d.push(reduce::reduce_cols(ctx, &rp, nf, ReduceOp::Sum, true, &row_loss, &loss_acc)?);
-    step_d.extend(plan.backward.iter().cloned());
-    step_d.extend(adam.dispatches().into_iter().cloned());
-    let epoch_d: Vec<&Dispatch> = (0..steps).flat_map(|_| step_d.iter()).collect();
-
-    // Held-out evaluation: every fold's test rows through its own model, in one forward pass.
-    let test_rows = folds.iter().map(Vec::len).max().unwrap_or(1);
-    let eval = MlpPlan::new(ctx, &mlp, test_rows)?;
-    let mut test_x = vec![0f32; nf * test_rows * d4];
-    for (f, fold) in folds.iter().enumerate() {
-        let rows: Vec<f64> = fold.iter().flat_map(|&i| all[i * d..(i + 1) * d].to_vec()).collect();
-        let packed = pack(&rows, fold.len(), d);
-        test_x[f * test_rows * d4..f * test_rows * d4 + packed.len()].copy_from_slice(&packed);
-    }
-    ctx.write(&eval.x, 0, &test_x)?;
-    let eval_d: Vec<&Dispatch> = eval.forward.iter().collect();
-    let accuracy_now = |f: usize| -> GpuResult<f64> {
-        ctx.run(&eval_d)?;
-        let out = ctx.read_range::<f32>(&eval.y, f * test_rows * 4, test_rows * 4)?;
-        let logits = unpack(&out, test_rows, 1);
-        let correct = folds[f].iter().zip(&logits).filter(|(&i, &z)| (z > 0.0) == (labels[i] > 0.5)).count();
-        Ok(correct as f64 / folds[f].len() as f64)
-    };
-
     let mut stoppers: Vec<Stopper> = (0..nf).map(|_| Stopper { best: f64::INFINITY, bad: 0, stopped_at: None }).collect();
     let mut acc = vec![f64::NAN; nf];
-    let mut perm = vec![0u32; nf * n_train];
     for epoch in 1..=cfg.max_epochs {
-        for (f, set) in train_sets.iter().enumerate() {
-            let mut s = set.clone();
-            s.shuffle(&mut rng);
-            perm[f * n_train..(f + 1) * n_train].copy_from_slice(&s[..n_train]);
-        }
-        ctx.write(&perm_t, 0, &perm)?;
-        ctx.write(&loss_acc, 0, &vec![0f32; nf])?;
-        ctx.run(&epoch_d)?;
-        let sums: Vec<f32> = ctx.read(&loss_acc)?;
-        let w = mlp.weights_all(ctx)?;
-        for f in 0..nf {
-            if stoppers[f].stopped_at.is_some() {
-                continue;
-            }
-            let sq: f64 = w[f].w.iter().flatten().map(|v| v * v).sum();
-            let loss = sums[f] as f64 / steps as f64 + 0.5 * cfg.alpha * sq / batch as f64;
-            let st = &mut stoppers[f];
-            if loss > st.best - cfg.tol {
-                st.bad += 1;
-            } else {
-                st.bad = 0;
-            }
-            if loss < st.best {
-                st.best = loss;
-            }
-            if st.bad > cfg.n_iter_no_change || epoch == cfg.max_epochs {
-                st.stopped_at = Some(epoch);
-                acc[f] = accuracy_now(f)?;
+        let perm = shuffler.next_epoch();
+        let active: Vec<bool> = stoppers.iter().map(|s| s.stopped_at.is_none()).collect();
+        let out = trainer.epoch(&perm, &active)?;
+        for f in (0..nf).filter(|&f| active[f]) {
+            let (sum, sq) = out[f];
+            let loss = sum / setup.steps as f64 + 0.5 * cfg.alpha * sq / setup.batch as f64;
+            if stoppers[f].update(loss, epoch, cfg) {
+                acc[f] = trainer.accuracy(f)?;
             }
         }
         let done = stoppers.iter().filter(|s| s.stopped_at.is_some()).count();
@@ -240,10 +311,39 @@ pub fn c2st(ctx: &GpuContext, x: &Samples, y: &Samples, cfg: &C2stConfig, mut pr
             break;
         }
     }
-    Ok(C2stResult {
-        accuracy: acc.iter().sum::<f64>() / nf as f64,
+    let epochs = stoppers.iter().map(|s| s.stopped_at.unwrap_or(cfg.max_epochs)).collect();
+    Ok((acc, epochs))
+}
+
+fn finish(acc: Vec<f64>, fold_epochs: Vec<usize>, start: Instant, device: C2stDevice) -> C2stResult {
+    C2stResult {
+        accuracy: acc.iter().sum::<f64>() / acc.len() as f64,
         fold_accuracies: acc,
-        fold_epochs: stoppers.iter().map(|s| s.stopped_at.unwrap_or(cfg.max_epochs)).collect(),
+        fold_epochs,
         seconds: start.elapsed().as_secs_f64(),
-    })
+        device,
+    }
+}
+
+/// C2ST of `x` (the reference) against `y` on `cfg.device`; `ctx` is used only by the GPU.
+pub fn c2st(ctx: &GpuContext, x: &Samples, y: &Samples, cfg: &C2stConfig, mut progress: impl FnMut(usize, usize)) -> Result<C2stResult, C2stError> {
+    match cfg.device {
+        C2stDevice::Cpu => c2st_cpu(x, y, cfg, progress),
+        C2stDevice::Gpu => {
+            let start = Instant::now();
+            let (setup, shuffler) = Setup::new(x, y, cfg)?;
+            let mut trainer = GpuFolds::new(ctx, &setup)?;
+            let (acc, epochs) = drive(&setup, shuffler, &mut trainer, cfg, &mut progress)?;
+            Ok(finish(acc, epochs, start, C2stDevice::Gpu))
+        }
+    }
+}
+
+/// C2ST of `x` (the reference) against `y` on the CPU, whatever `cfg.device` says: needs no GPU.
+pub fn c2st_cpu(x: &Samples, y: &Samples, cfg: &C2stConfig, mut progress: impl FnMut(usize, usize)) -> Result<C2stResult, C2stError> {
+    let start = Instant::now();
+    let (setup, shuffler) = Setup::new(x, y, cfg)?;
+    let mut trainer = CpuFolds::new(&setup);
+    let (acc, epochs) = drive(&setup, shuffler, &mut trainer, cfg, &mut progress)?;
+    Ok(finish(acc, epochs, start, C2stDevice::Cpu))
 }
