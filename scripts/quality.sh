@@ -2,20 +2,24 @@
 # Train one model and score it on sbibm observations 1-5 with the project's C2ST against sbibm's
 # reference samples; prints one line per observation and the mean.
 # Usage: scripts/quality.sh TASK OUTDIR [train options...]   (e.g. --method hybrid --flow maf)
+# Env: SIMULATIONS, SEED; C2ST_DEVICE=cpu for the CPU C2ST (faster on a software adapter);
+# REUSE=1 scores a model already trained in OUTDIR instead of training one.
 set -euo pipefail
 task=$1; out=$2; shift 2
 bin=${GKL_BIN:-target/release/gkl-gpu}
 ref=${SBIBM_DIR:-../shared/sbibm}
 mkdir -p "$out"
 start=$(date +%s.%N)
-$bin train --task "$task" --simulations "${SIMULATIONS:-10000}" --seed "${SEED:-0}" --out "$out" "$@" 2> "$out/train.log"
+if [ "${REUSE:-0}" != 1 ]; then
+  $bin train --task "$task" --simulations "${SIMULATIONS:-10000}" --seed "${SEED:-0}" --out "$out" "$@" 2> "$out/train.log"
+fi
 train_s=$(echo "$(date +%s.%N) - $start" | bc)
 sum=0
 for k in 1 2 3 4 5; do
   $bin sample --model "$out" --observation $k --num-samples 10000 --seed $k --out "$out/s$k.npy" 2> "$out/sample$k.log"
-  c=$($bin c2st "$ref/$task/num_observation_$k/reference_posterior_samples.csv.bz2" "$out/s$k.npy" 2>/dev/null | tail -1)
+  c=$($bin c2st --device "${C2ST_DEVICE:-gpu}" "$ref/$task/num_observation_$k/reference_posterior_samples.csv.bz2" "$out/s$k.npy" 2>/dev/null | tail -1)
   acc=$(grep -o "acceptance [0-9.]*, log Z [-0-9.]*" "$out/sample$k.log" | head -1 || true)
   echo "$task obs $k: c2st $c ${acc}"
   sum=$(echo "$sum + $c" | bc -l)
 done
-echo "$task $*: mean c2st $(echo "scale=4; $sum / 5" | bc -l); train process ${train_s} s ($(tail -1 "$out/train.log"))"
+echo "$task $*: mean c2st $(echo "scale=4; $sum / 5" | bc -l); train process ${train_s} s ($(tail -1 "$out/train.log" 2> /dev/null || echo reused))"
