@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Issue 3's held-out check: the project's reference posterior for sbibm observations 6-10 (shipped
+# inside the sbibm package, not in the project) against sbibm's own reference samples, scored by
+# sbibm's own c2st. Usage: PY=/tmp/gkl-peers-venv/bin/python scripts/heldout_reference.sh TASK [OBS...]
+set -euo pipefail
+task=$1; shift
+obs=${*:-6 7 8 9 10}
+bin=${GKL_BIN:-target/release/gkl-gpu}
+out=${OUT:-/tmp/heldout-ref}/$task
+mkdir -p "$out"
+files=$($PY -c "import sbibm, os; print(os.path.join(os.path.dirname(sbibm.__file__), 'tasks', '$task', 'files'))")
+line=""
+for k in $obs; do
+  d=$files/num_observation_$k
+  start=$(date +%s.%N)
+  $bin reference --task "$task" --observation-file "$d/observation.csv" --num-samples 10000 --seed "$k" --out "$out/ref$k.npy" 2> "$out/ref$k.log"
+  ref_s=$(echo "$(date +%s.%N) - $start" | bc)
+  c=$($PY ../shared/peers/c2st.py "$out/ref$k.npy" "$d/reference_posterior_samples.csv.bz2" | tail -1)
+  printf '%s obs %s: sbibm c2st %s (reference sampling %.1f s)\n' "$task" "$k" "$c" "$ref_s"
+  line="$line $c"
+done
+python3 -c "import sys; v=[float(a) for a in sys.argv[2:]]; print(f'{sys.argv[1]}: max {max(v):.4f}, mean {sum(v)/len(v):.4f}')" "$task" $line
