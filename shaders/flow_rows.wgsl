@@ -1,7 +1,9 @@
-// Conditional MADE flows, per-row passes (requires lib/philox.wgsl and lib/flow_common.wgsl).
-// Each invocation carries 4 rows through every transform and every MADE layer in registers and
-// private memory; weights are read with addresses that are the same for every invocation (cheap
-// on CPU adapters, broadcast on GPUs). One launch per pass:
+// Conditional MADE flows, per-row passes (requires lib/philox.wgsl, lib/flow_common.wgsl and
+// lib/flow_tiles.wgsl or lib/flow_tiles_sg.wgsl). Each invocation carries 4 rows through every
+// transform and every MADE layer in registers and private memory; weights are read in 4x4 tiles
+// at addresses that are the same for every invocation (see the tiles library). Invocations past
+// the last row run on with clamped rows and store nothing (the subgroup tile loads need them).
+// One launch per pass:
 //   forward:  theta -> log q(theta | c), writing the tape the backward pass reads
 //   backward: tape -> dL/d(pre-activations), dL/d(MADE outputs) (for flow_wgrad), dL/dcontext
 //   sample:   z (Philox or a buffer) -> theta by inverting every transform, and log q(theta | c)
@@ -53,13 +55,17 @@ fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 
 fn rows4(r0: u32) -> vec4<u32> {
     let last = p.rows - 1u;
-    return vec4<u32>(r0, min(r0 + 1u, last), min(r0 + 2u, last), min(r0 + 3u, last));
+    return vec4<u32>(min(r0, last), min(r0 + 1u, last), min(r0 + 2u, last), min(r0 + 3u, last));
 }
 
 // Weight tile: rows row..row+3, vec4 column cb, of a layer at `base` with n4 columns.
 fn wtile(base: u32, row: u32, n4: u32, cb: u32) -> mat4x4<f32> {
     let i = base + row * n4 + cb;
-    return mat4x4<f32>(prm[i], prm[i + n4], prm[i + 2u * n4], prm[i + 3u * n4]);
+    var m = mat4x4<f32>();
+    for (var k = 0u; k < TILE_LOADS; k++) {
+        m[k] = prm[i + tile_row(k) * n4];
+    }
+    return tile_share(m);
 }
 
 fn btile(i: u32) -> mat4x4<f32> {
@@ -245,11 +251,9 @@ fn store_rows_f(r0: u32, v: vec4<f32>) {
 
 @compute @workgroup_size(WG)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    tiles_begin();
     nz = p.zero;
     let r0 = flat_id(gid, nwg) * 4u;
-    if (r0 >= p.rows) {
-        return;
-    }
     let rr = rows4(r0);
     load_context(rr);
     for (var ib = 0u; ib < D4; ib++) {
@@ -410,11 +414,9 @@ fn store_dcontext(r0: u32) {
 
 @compute @workgroup_size(WG)
 fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    tiles_begin();
     nz = p.zero;
     let r0 = flat_id(gid, nwg) * 4u;
-    if (r0 >= p.rows) {
-        return;
-    }
     let rr = rows4(r0);
     let valid = (vec4<u32>(r0) + vec4<u32>(0u, 1u, 2u, 3u)) < vec4<u32>(p.rows);
     // dL/dlog q per row.
@@ -465,11 +467,9 @@ fn philox_normal(j: u32) -> f32 {
 
 @compute @workgroup_size(WG)
 fn sample(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    tiles_begin();
     nz = p.zero;
     let r0 = flat_id(gid, nwg) * 4u;
-    if (r0 >= p.rows) {
-        return;
-    }
     let rr = rows4(r0);
     load_context(rr);
     for (var i = 0u; i < MAXD; i++) {
@@ -541,11 +541,9 @@ fn sample(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 // the summed dL/dh of the last hidden layer. Transforms from t = 0 (the order opposite to sampling).
 @compute @workgroup_size(WG)
 fn inverse_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    tiles_begin();
     nz = p.zero;
     let r0 = flat_id(gid, nwg) * 4u;
-    if (r0 >= p.rows) {
-        return;
-    }
     let rr = rows4(r0);
     let valid = (vec4<u32>(r0) + vec4<u32>(0u, 1u, 2u, 3u)) < vec4<u32>(p.rows);
     let gr = (vec4<u32>(p.grad_off) + rr) * p.grad_stride;

@@ -1,11 +1,12 @@
-// Conditional MADE flows: weight and bias gradients from the tapes (requires lib/flow_common.wgsl).
+// Conditional MADE flows: weight and bias gradients from the tapes (requires lib/flow_common.wgsl
+// and lib/flow_tiles.wgsl or lib/flow_tiles_sg.wgsl).
 //   wgrad:  dW = sum_rows A^T dZ per layer and transform, masked (masked and padding entries are
 //           written as exact zeros, so the result overwrites the whole gradient arena). The bias is
 //           the row of W fed by a constant 1.
 //           Workgroup (x: tile of OBT output blocks, y: layer 0..L, z: transform * chunks + chunk);
 //           lane = input block (4 rows of W; the last lane the bias row). All lanes of a workgroup
-//           read the same dZ at the same time (one broadcast load per 16 multiply-adds per lane);
-//           only the layer input A is a per-lane load.
+//           read the same dZ tile at the same time (one tile per 64 multiply-adds per lane, see
+//           the tiles library); only the layer input A is a per-lane load.
 //           With chunks > 1 each chunk of rows writes its own copy (partials), summed by `reduce`.
 //   reduce: out = sum over chunks of the partial copies.
 // With ACCUM the final result is added to `out` instead (the flow's gradient from another term,
@@ -47,14 +48,17 @@ var<private> acc: array<mat4x4<f32>, 16>;     // dW tiles of this lane: acc[j][i
 
 @compute @workgroup_size(WGW)
 fn wgrad(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    tiles_begin();
     let l = wid.y;
     let t = wid.z / p.chunks;
     let s = wid.z % p.chunks;
     let kin4 = flow_kin4(l);
     let n4 = flow_n4(l);
     let ob0 = wid.x * OBT;
-    let ib = lid.x;
-    if (ob0 >= n4 || ib > kin4) {
+    // Lanes past the bias row run on (if tile_keep says so) with the bias row's input.
+    let busy = lid.x <= kin4;
+    let ib = min(lid.x, kin4);
+    if (ob0 >= n4 || !tile_keep(busy)) {
         return;
     }
     let nb = min(OBT, n4 - ob0);
@@ -82,16 +86,20 @@ fn wgrad(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wi
             for (var q = 0u; q < nq; q++) {
                 let g0 = gbase + (r0 + 4u * q) * n4 + ob0 + j;
                 // Rows past the end read a valid row; their A is zero.
-                let g1 = min(g0 + n4, gbase + last * n4 + ob0 + j);
-                let g2 = min(g0 + 2u * n4, gbase + last * n4 + ob0 + j);
-                let g3 = min(g0 + 3u * n4, gbase + last * n4 + ob0 + j);
-                let dm = mat4x4<f32>(gtape[g0], gtape[g1], gtape[g2], gtape[g3]);
-                a += dm * at[q];
+                let glast = gbase + last * n4 + ob0 + j;
+                var dm = mat4x4<f32>();
+                for (var k = 0u; k < TILE_LOADS; k++) {
+                    dm[k] = gtape[min(g0 + tile_row(k) * n4, glast)];
+                }
+                a += tile_share(dm) * at[q];
             }
             acc[j] = a;
         }
     }
     let base = select(0u, s * T * TS, p.chunks > 1u) + t * TS + flow_layer_off(l);
+    if (!busy) {
+        return;
+    }
     let nrow = select(4u, 1u, ib == kin4);
     for (var j = 0u; j < nb; j++) {
         let cb = ob0 + j;

@@ -225,6 +225,9 @@ pub struct GpuContext {
     pub adapter_info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// Kernels use their subgroup sources (`runtime::pipeline::SUBGROUP_SOURCES`): a CPU adapter
+    /// with subgroups of at least 4 lanes. Read when a shader is first compiled.
+    pub subgroup_kernels: bool,
     pub(crate) pipelines: Arc<PipelineCache>,
     lost: Arc<Mutex<Option<String>>>,
     dummies: Arc<OnceLock<(GpuTensor, GpuTensor)>>,
@@ -279,9 +282,13 @@ impl GpuContext {
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
             eprintln!("gkl-gpu: uncaptured wgpu error: {e}");
         }));
+        let subgroup_kernels = device.features().contains(wgpu::Features::SUBGROUP)
+            && adapter_info.device_type == wgpu::DeviceType::Cpu
+            && adapter_info.subgroup_min_size >= 4;
         GpuContext {
             limits: device.limits(),
             features: device.features(),
+            subgroup_kernels,
             device,
             queue,
             adapter_info,

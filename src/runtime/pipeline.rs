@@ -75,6 +75,7 @@ pub const SHADERS: &[ShaderDef] = &[
         source: concat!(
             include_str!("../../shaders/lib/philox.wgsl"),
             include_str!("../../shaders/lib/flow_common.wgsl"),
+            include_str!("../../shaders/lib/flow_tiles.wgsl"),
             include_str!("../../shaders/flow_rows.wgsl")
         ),
         slots: &[U, R, R, R, R, W, W, W],
@@ -83,6 +84,7 @@ pub const SHADERS: &[ShaderDef] = &[
         name: "flow_wgrad",
         source: concat!(
             include_str!("../../shaders/lib/flow_common.wgsl"),
+            include_str!("../../shaders/lib/flow_tiles.wgsl"),
             include_str!("../../shaders/flow_wgrad.wgsl")
         ),
         slots: &[U, R, R, R, R, W],
@@ -108,6 +110,29 @@ pub const SHADERS: &[ShaderDef] = &[
         source: include_str!("../../shaders/gkl.wgsl"),
         slots: &[U, R, R, R, W, W],
     },
+];
+
+/// Sources that replace a kernel's own on CPU adapters with subgroups
+/// ([`GpuContext::subgroup_kernels`]): the same kernels with `lib/flow_tiles_sg.wgsl` in place of
+/// `lib/flow_tiles.wgsl` (tile loads shared by subgroup broadcasts; see that file).
+pub const SUBGROUP_SOURCES: &[(&str, &str)] = &[
+    (
+        "flow_rows",
+        concat!(
+            include_str!("../../shaders/lib/philox.wgsl"),
+            include_str!("../../shaders/lib/flow_common.wgsl"),
+            include_str!("../../shaders/lib/flow_tiles_sg.wgsl"),
+            include_str!("../../shaders/flow_rows.wgsl")
+        ),
+    ),
+    (
+        "flow_wgrad",
+        concat!(
+            include_str!("../../shaders/lib/flow_common.wgsl"),
+            include_str!("../../shaders/lib/flow_tiles_sg.wgsl"),
+            include_str!("../../shaders/flow_wgrad.wgsl")
+        ),
+    ),
 ];
 
 pub fn shader_def(name: &str) -> GpuResult<&'static ShaderDef> {
@@ -156,6 +181,10 @@ impl GpuContext {
             return Ok(m.clone());
         }
         let def = shader_def(shader)?;
+        let source = SUBGROUP_SOURCES
+            .iter()
+            .find(|(n, _)| self.subgroup_kernels && *n == shader)
+            .map_or(def.source, |(_, s)| *s);
         let entries: Vec<wgpu::BindGroupLayoutEntry> = def
             .slots
             .iter()
@@ -185,7 +214,7 @@ impl GpuContext {
                 .device
                 .create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(shader),
-                    source: wgpu::ShaderSource::Wgsl(def.source.into()),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
                 });
             let layout = self
                 .device
@@ -260,5 +289,25 @@ impl GpuContext {
             .expect("pipeline cache poisoned")
             .insert(key, p.clone());
         Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subgroup_sources_replace_registered_shaders_and_validate() {
+        for (name, src) in SUBGROUP_SOURCES {
+            assert!(shader_def(name).is_ok(), "{name} is not a registered shader");
+            let module = naga::front::wgsl::parse_str(src)
+                .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+            naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::all(),
+            )
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+        }
     }
 }

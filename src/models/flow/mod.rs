@@ -33,8 +33,9 @@
 //! parameters that depend on neither θ nor c (its output unit sees no hidden unit).
 //!
 //! Cost on a CPU adapter (lavapipe, 2 cores, shared machine; see tests/flow_bench.rs): the kernels
-//! run at 5–7 GFLOP per CPU-second, d = 2, e = 2, 5 transforms, hidden 50, 2 hidden layers:
-//! forward + backward ≈ 4 ms (MAF) / 7 ms (NSF) of CPU time at batch 200, 67 / 136 ms at 4096.
+//! run at ≈ 7 GFLOP per CPU-second, d = 2, e = 2, 5 transforms, hidden 50, 2 hidden layers:
+//! forward + backward ≈ 2.8 ms (MAF) / 5.4 ms (NSF) of CPU time at batch 200, 58 / 104 ms at 4096
+//! (with the subgroup tile loads of `shaders/lib/flow_tiles_sg.wgsl`; 25–30% more without).
 //! First use of a configuration compiles its pipelines: 2–5 s each for MAF, 4–10 s for NSF on
 //! lavapipe (longer for hidden widths ≤ 24, whose loops the compiler unrolls fully); Mesa keeps
 //! them in its on-disk shader cache afterwards.
