@@ -87,10 +87,13 @@ pub struct TrainArgs {
     #[arg(long, hide = true)]
     #[serde(default)]
     block_bytes: Option<u64>,
-    #[arg(long, default_value_t = 200)]
-    batch_size: usize,
-    #[arg(long, default_value_t = 5e-4)]
-    lr: f32,
+    /// Pairs per training step [default: 256 for npe, 200 for ratio and hybrid; measured in
+    /// BENCHMARKS.md]
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Adam's learning rate [default: 1e-3 for npe, 5e-4 for ratio and hybrid]
+    #[arg(long)]
+    lr: Option<f32>,
     #[arg(long, default_value_t = 2000)]
     max_epochs: usize,
     /// Epochs without a better validation loss before stopping
@@ -104,10 +107,11 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.0)]
     weight_decay: f32,
     /// Multiply the learning rate by --lr-factor after this many epochs in a row without a
-    /// better validation loss (0: constant learning rate)
-    #[arg(long, default_value_t = 0)]
+    /// better validation loss (0: constant learning rate) [default: 10 for npe, 0 for ratio and
+    /// hybrid]
+    #[arg(long)]
     #[serde(default)]
-    lr_patience: usize,
+    lr_patience: Option<usize>,
     #[arg(long, default_value_t = 0.5)]
     #[serde(default = "half")]
     lr_factor: f32,
@@ -266,7 +270,21 @@ fn given_on_command_line() -> Vec<(String, String)> {
 }
 
 /// `gkl-gpu train`: a new run, or `--resume RUN_DIR`.
-pub fn run(gpu: &GpuArgs, a: TrainArgs) -> Result<()> {
+impl TrainArgs {
+    /// Fills the options whose default depends on the method. NPE's (batch 256, lr 1e-3, the
+    /// plateau schedule after 10 epochs) reached sbi's quality in about 3/4 of the epochs of
+    /// batch 200 / lr 5e-4; the ratio and hybrid defaults stay those they were measured with.
+    /// Resolved before the arguments are stored in a checkpoint, so a resumed run keeps them.
+    fn resolve_method_defaults(&mut self) {
+        let npe = self.method == Method::Npe;
+        self.batch_size.get_or_insert(if npe { 256 } else { 200 });
+        self.lr.get_or_insert(if npe { 1e-3 } else { 5e-4 });
+        self.lr_patience.get_or_insert(if npe { 10 } else { 0 });
+    }
+}
+
+pub fn run(gpu: &GpuArgs, mut a: TrainArgs) -> Result<()> {
+    a.resolve_method_defaults();
     let Some(dir) = a.resume.clone() else {
         let out = a.out.clone().context("--out is required")?;
         return run_with(gpu, a, out, None);
@@ -312,6 +330,10 @@ pub fn run(gpu: &GpuArgs, a: TrainArgs) -> Result<()> {
         })?;
     let mut args: TrainArgs = serde_json::from_value(stored.clone())
         .with_context(|| format!("{}: stored arguments", ck_dir.display()))?;
+    // Checkpoints from before the method-dependent defaults hold every value; `lr_patience`
+    // absent there meant 0.
+    args.lr_patience.get_or_insert(0);
+    args.resolve_method_defaults();
     let is_given = |id: &str| given.iter().any(|(g, _)| g == id);
     if is_given("max_epochs") {
         args.max_epochs = a.max_epochs;
@@ -424,14 +446,14 @@ fn run_with(gpu: &GpuArgs, a: TrainArgs, out: PathBuf, resume: Option<Checkpoint
             act: Activation::Relu,
             residual: true,
         }),
-        batch_size: a.batch_size,
-        lr: a.lr,
+        batch_size: a.batch_size.context("batch size unresolved")?,
+        lr: a.lr.context("learning rate unresolved")?,
         max_epochs: a.max_epochs,
         patience: a.patience,
         validation_fraction: a.validation_fraction,
         clip_norm: a.clip_norm,
         weight_decay: a.weight_decay,
-        lr_patience: a.lr_patience,
+        lr_patience: a.lr_patience.context("lr patience unresolved")?,
         lr_factor: a.lr_factor,
         seed: a.seed,
         unconstrained: a.unconstrained,
