@@ -4,6 +4,7 @@
 
 use super::c2st::{C2stError, FoldTrainer, Setup};
 use crate::kernels::adam::AdamConfig;
+use crate::models::mlp::MlpWeights;
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -144,7 +145,7 @@ fn input_grad_relu(dz: &[f32], w: &[f32], h: &[f32], rows: usize, k: usize, n: u
 }
 
 impl Fold {
-    fn new(s: Shape, init: &crate::models::mlp::MlpWeights, batch: usize) -> Self {
+    fn new(s: Shape, init: &MlpWeights, batch: usize) -> Self {
         let p: Vec<f32> = init.w.iter().zip(&init.b).flat_map(|(w, b)| w.iter().chain(b)).map(|&v| v as f32).collect();
         debug_assert_eq!(p.len(), s.len());
         let n = p.len();
@@ -176,6 +177,7 @@ impl Fold {
         (sum as f64, sq)
     }
 
+    /// The weights, biases excluded (what the L2 term counts).
     fn weights(&self, s: Shape) -> impl Iterator<Item = f32> + '_ {
         s.slots().into_iter().flat_map(move |(w, _)| self.p[w].iter().copied())
     }
