@@ -3,6 +3,8 @@
 # inside the sbibm package, not in the project) against sbibm's own reference samples, scored by
 # sbibm's own c2st. Usage: PY=/tmp/gkl-peers-venv/bin/python scripts/heldout_reference.sh TASK [OBS...]
 set -euo pipefail
+# One BLAS thread: scikit-learn with OpenBLAS's default two threads was 25x slower on 2 cores.
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 task=$1; shift
 obs=${*:-6 7 8 9 10}
 bin=${GKL_BIN:-target/release/gkl-gpu}

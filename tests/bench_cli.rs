@@ -144,8 +144,8 @@ fn bench_grid_is_resumable_and_writes_reports() {
         "header and one line per row:\n{csv}"
     );
     assert!(csv.starts_with("task,method,contrastive,budget,seed,observation,c2st"));
-    assert!(csv.lines().next().unwrap().ends_with(",base_gradient"), "{csv}");
-    assert!(csv.lines().skip(1).all(|l| l.ends_with(",detached")), "{csv}");
+    assert!(csv.lines().next().unwrap().ends_with(",base_gradient,c2st_device"), "{csv}");
+    assert!(csv.lines().skip(1).all(|l| l.ends_with(",detached,gpu")), "{csv}");
     let table = std::fs::read_to_string(out.join("table.md")).unwrap();
     assert!(
         table.contains("| two_moons | npe |") && table.contains("| two_moons | ratio |"),

@@ -3,6 +3,7 @@
 use super::grid::{BenchResult, GridConfig};
 use super::journal::Row;
 use super::published;
+use crate::evaluation::c2st::C2stDevice;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
@@ -26,12 +27,12 @@ fn opt(v: Option<f64>) -> String {
 
 /// CSV of the rows, one per task/method/K/budget/observation/seed.
 pub fn csv(rows: &[Row]) -> String {
-    let mut s = String::from("task,method,contrastive,budget,seed,observation,c2st,base_c2st,simulate_s,train_s,epochs,sample_s,c2st_s,samples,sampling_finished,acceptance_rate,log_z,proposals,error,finished_at,base_gradient\n");
+    let mut s = String::from("task,method,contrastive,budget,seed,observation,c2st,base_c2st,simulate_s,train_s,epochs,sample_s,c2st_s,samples,sampling_finished,acceptance_rate,log_z,proposals,error,finished_at,base_gradient,c2st_device\n");
     for r in rows {
         let err = r.error.as_deref().unwrap_or("").replace('"', "'");
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{:.3},{:.3},{},{:.3},{:.3},{},{},{},{},{},\"{}\",{:.3},{}",
+            "{},{},{},{},{},{},{},{},{:.3},{:.3},{},{:.3},{:.3},{},{},{},{},{},\"{}\",{:.3},{},{}",
             r.task,
             r.method,
             r.contrastive,
@@ -52,7 +53,11 @@ pub fn csv(rows: &[Row]) -> String {
             r.proposals.map_or(String::new(), |p| p.to_string()),
             err,
             r.finished_at,
-            r.base_gradient.name()
+            r.base_gradient.name(),
+            match r.c2st_device {
+                C2stDevice::Gpu => "gpu",
+                C2stDevice::Cpu => "cpu",
+            }
         );
     }
     s

@@ -65,7 +65,7 @@ enum Command {
     Info(info::InfoArgs),
     /// Throughput benchmarks
     Bench(bench::BenchArgs),
-    /// Classifier two-sample test (sbibm's C2ST) between two sample files, on the GPU
+    /// Classifier two-sample test (sbibm's C2ST) between two sample files, on the GPU (or the CPU)
     C2st(c2st::C2stArgs),
     /// The whole path on a built-in default: simulate two_moons, train, sample, score by C2ST
     Quickstart(train::QuickstartArgs),
