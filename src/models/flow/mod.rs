@@ -560,27 +560,16 @@ impl FlowTrainPlan {
         } else {
             None
         };
-        let (dr, dw) = ctx.dummies()?;
-        let wg = rows_wg(rows);
-        let mut c = cfg.constants();
-        c.push(("WG", wg as f64));
-        let grid = groups_1d(rows.div_ceil(4), wg);
-        let pv = flow.params_view();
-        let fwd = ctx.dispatch(
-            ROWS_SHADER,
-            "forward",
-            &c,
-            &[
-                Bind::U(&uniform),
-                Bind::T(&pv),
-                Bind::T(&theta),
-                Bind::T(&context.view("context", 0, rows * 4 * lay.e4)),
-                Bind::T(dr),
-                Bind::T(&tape),
-                Bind::T(dw),
-                Bind::T(&log_prob),
-            ],
-            grid,
+        let ctxv = context.view("context", 0, rows * 4 * lay.e4);
+        let fwd = rows_forward(
+            ctx,
+            flow,
+            &uniform,
+            &theta,
+            &ctxv,
+            Some(&tape),
+            &log_prob,
+            rows,
         )?;
         let bwd = rows_backward(
             ctx,
@@ -597,7 +586,6 @@ impl FlowTrainPlan {
         } else {
             None
         };
-        let ctxv = context.view("context", 0, rows * 4 * lay.e4);
         let mut backward = vec![bwd];
         backward.extend(wgrad_dispatches(
             ctx,
@@ -757,6 +745,44 @@ fn wgrad_dispatches(
 }
 
 /// The per-row backward launch of a training plan (`weights`: ROW_W).
+/// The `forward` launch of `flow_rows` over `rows` rows: log q of θ given the context, and the
+/// tape for the backward passes (without a tape, log q only).
+#[allow(clippy::too_many_arguments)]
+fn rows_forward(
+    ctx: &GpuContext,
+    flow: &Flow,
+    uniform: &wgpu::Buffer,
+    theta: &GpuTensor,
+    context: &GpuTensor,
+    tape: Option<&GpuTensor>,
+    log_prob: &GpuTensor,
+    rows: usize,
+) -> GpuResult<Dispatch> {
+    let (dr, dw) = ctx.dummies()?;
+    let wg = rows_wg(rows);
+    let mut c = flow.config.constants();
+    c.push(("WG", wg as f64));
+    if tape.is_none() {
+        c.push(("TAPE", 0.0));
+    }
+    ctx.dispatch(
+        ROWS_SHADER,
+        "forward",
+        &c,
+        &[
+            Bind::U(uniform),
+            Bind::T(&flow.params_view()),
+            Bind::T(theta),
+            Bind::T(context),
+            Bind::T(dr),
+            Bind::T(tape.unwrap_or(dw)),
+            Bind::T(dw),
+            Bind::T(log_prob),
+        ],
+        groups_1d(rows.div_ceil(4), wg),
+    )
+}
+
 #[allow(clippy::too_many_arguments)]
 fn rows_backward(
     ctx: &GpuContext,
@@ -815,27 +841,7 @@ impl FlowLogProbPlan {
         let uniform = ctx.uniform("flow-params", &params);
         let theta = ctx.tensor_zeros("flow-theta", rows * 4 * lay.d4)?;
         let log_prob = ctx.tensor_zeros("flow-log-prob", rows)?;
-        let (dr, dw) = ctx.dummies()?;
-        let wg = rows_wg(rows);
-        let mut c = flow.config.constants();
-        c.push(("WG", wg as f64));
-        c.push(("TAPE", 0.0));
-        let dispatch = ctx.dispatch(
-            ROWS_SHADER,
-            "forward",
-            &c,
-            &[
-                Bind::U(&uniform),
-                Bind::T(&flow.params_view()),
-                Bind::T(&theta),
-                Bind::T(&ctxv),
-                Bind::T(dr),
-                Bind::T(dw),
-                Bind::T(dw),
-                Bind::T(&log_prob),
-            ],
-            groups_1d(rows.div_ceil(4), wg),
-        )?;
+        let dispatch = rows_forward(ctx, flow, &uniform, &theta, &ctxv, None, &log_prob, rows)?;
         Ok(FlowLogProbPlan {
             rows,
             theta,
@@ -851,7 +857,12 @@ fn context_binding(flow: &Flow, context: &GpuTensor, rows: usize) -> GpuResult<(
 }
 
 /// Binds `context` for `rows` rows, row r reading context row r / div (or one shared row).
-fn context_binding_div(flow: &Flow, context: &GpuTensor, rows: usize, div: usize) -> GpuResult<(GpuTensor, u32)> {
+fn context_binding_div(
+    flow: &Flow,
+    context: &GpuTensor,
+    rows: usize,
+    div: usize,
+) -> GpuResult<(GpuTensor, u32)> {
     let e = 4 * flow.layout.e4;
     let need = rows.div_ceil(div.max(1));
     if context.len >= need * e {
@@ -913,7 +924,16 @@ impl FlowSamplePlan {
         rows: usize,
         context: &GpuTensor,
     ) -> GpuResult<Self> {
-        Self::with_options(ctx, flow, rows, context, FlowSampleOptions { z_buf: true, ..Default::default() })
+        Self::with_options(
+            ctx,
+            flow,
+            rows,
+            context,
+            FlowSampleOptions {
+                z_buf: true,
+                ..Default::default()
+            },
+        )
     }
 
     pub fn with_options(
@@ -1111,7 +1131,11 @@ impl FlowInverseGradPlan {
                 samples.label, samples.len
             )));
         }
-        let stride = if opts.grad_stride == 0 { d4 } else { opts.grad_stride };
+        let stride = if opts.grad_stride == 0 {
+            d4
+        } else {
+            opts.grad_stride
+        };
         if stride < cfg.dim || dtheta.len < (opts.grad_off + rows - 1) * stride + cfg.dim {
             return Err(invalid(format!(
                 "dL/dθ '{}' ({} floats) does not hold {rows} rows of {} at offset {} with stride {stride}",
@@ -1148,25 +1172,18 @@ impl FlowInverseGradPlan {
         let grid = groups_1d(rows.div_ceil(4), wg);
         let pv = flow.params_view();
         let sv = samples.view("samples", 0, rows * d4);
-        let mut c = cfg.constants();
-        c.push(("WG", wg as f64));
-        let mut dispatches = vec![ctx.dispatch(
-            ROWS_SHADER,
-            "forward",
-            &c,
-            &[
-                Bind::U(&uniform),
-                Bind::T(&pv),
-                Bind::T(&sv),
-                Bind::T(&ctxv),
-                Bind::T(dr),
-                Bind::T(&tape),
-                Bind::T(dw),
-                Bind::T(&log_prob),
-            ],
-            grid,
+        let mut dispatches = vec![rows_forward(
+            ctx,
+            flow,
+            &uniform,
+            &sv,
+            &ctxv,
+            Some(&tape),
+            &log_prob,
+            rows,
         )?];
-        let mut cb = c.clone();
+        let mut cb = cfg.constants();
+        cb.push(("WG", wg as f64));
         cb.push(("CTX_GRAD", dctx_rows.is_some() as u8 as f64));
         dispatches.push(ctx.dispatch(
             ROWS_SHADER,
