@@ -1,6 +1,6 @@
 //! Every shader parses and validates with naga; no GPU needed.
 
-use gkl_gpu::runtime::SHADERS;
+use gkl_gpu::runtime::{ShaderDef, SHADERS};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -15,10 +15,21 @@ fn validate(name: &str, src: &str) -> Result<naga::valid::ModuleInfo, String> {
     .map_err(|e| format!("{name}: {}", e.emit_to_string(src)))
 }
 
+/// Every source of every registered shader: its own, and its subgroup variant where it has one.
+fn sources() -> impl Iterator<Item = (String, &'static ShaderDef, &'static str)> {
+    SHADERS.iter().flat_map(|def| {
+        std::iter::once((def.name.to_string(), def, def.source)).chain(
+            def.subgroup_source
+                .map(|src| (format!("{} (subgroup)", def.name), def, src)),
+        )
+    })
+}
+
 #[test]
 fn every_registered_shader_validates() {
-    for def in SHADERS {
-        if let Err(e) = validate(def.name, def.source) {
+    assert!(sources().any(|(name, _, _)| name.ends_with("(subgroup)")));
+    for (name, _, src) in sources() {
+        if let Err(e) = validate(&name, src) {
             panic!("{e}");
         }
     }
@@ -49,8 +60,8 @@ fn every_file_under_shaders_is_registered_and_library_files_validate() {
 #[test]
 fn binding_count_matches_the_declared_layout() {
     // The explicit bind group layout must cover every binding a shader declares.
-    for def in SHADERS {
-        let module = naga::front::wgsl::parse_str(def.source).unwrap();
+    for (name, def, src) in sources() {
+        let module = naga::front::wgsl::parse_str(src).unwrap();
         let mut bindings: Vec<u32> = module
             .global_variables
             .iter()
@@ -60,8 +71,7 @@ fn binding_count_matches_the_declared_layout() {
         let expect: Vec<u32> = (0..def.slots.len() as u32).collect();
         assert_eq!(
             bindings, expect,
-            "shader {}: bindings vs declared slots",
-            def.name
+            "shader {name}: bindings vs declared slots"
         );
     }
 }

@@ -225,7 +225,7 @@ pub struct GpuContext {
     pub adapter_info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
-    /// Kernels use their subgroup sources (`runtime::pipeline::SUBGROUP_SOURCES`): a CPU adapter
+    /// Kernels use their subgroup sources (`ShaderDef::subgroup_source`): a CPU adapter
     /// with subgroups of at least 4 lanes. Read when a shader is first compiled.
     pub subgroup_kernels: bool,
     pub(crate) pipelines: Arc<PipelineCache>,

@@ -20,6 +20,10 @@ use Slot::{Read as R, ReadWrite as W, Uniform as U};
 pub struct ShaderDef {
     pub name: &'static str,
     pub source: &'static str,
+    /// The same kernels for CPU adapters with subgroups ([`GpuContext::subgroup_kernels`]), where
+    /// they differ: the flow kernels with `lib/flow_tiles_sg.wgsl` in place of
+    /// `lib/flow_tiles.wgsl` (tile loads shared by subgroup broadcasts; see that file).
+    pub subgroup_source: Option<&'static str>,
     pub slots: &'static [Slot],
 }
 
@@ -32,6 +36,7 @@ pub const SHADERS: &[ShaderDef] = &[
             include_str!("../../shaders/lib/activations.wgsl"),
             include_str!("../../shaders/dense.wgsl")
         ),
+        subgroup_source: None,
         slots: &[U, R, R, R, R, W, W],
     },
     ShaderDef {
@@ -40,16 +45,19 @@ pub const SHADERS: &[ShaderDef] = &[
             include_str!("../../shaders/lib/activations.wgsl"),
             include_str!("../../shaders/elementwise.wgsl")
         ),
+        subgroup_source: None,
         slots: &[U, R, R, W],
     },
     ShaderDef {
         name: "reduce",
         source: include_str!("../../shaders/reduce.wgsl"),
+        subgroup_source: None,
         slots: &[U, R, W],
     },
     ShaderDef {
         name: "adam",
         source: include_str!("../../shaders/adam.wgsl"),
+        subgroup_source: None,
         slots: &[U, W, W, W, W, W],
     },
     ShaderDef {
@@ -58,16 +66,19 @@ pub const SHADERS: &[ShaderDef] = &[
             include_str!("../../shaders/lib/philox.wgsl"),
             include_str!("../../shaders/philox.wgsl")
         ),
+        subgroup_source: None,
         slots: &[U, W],
     },
     ShaderDef {
         name: "gather",
         source: include_str!("../../shaders/gather.wgsl"),
+        subgroup_source: None,
         slots: &[U, R, R, R, R, W, W],
     },
     ShaderDef {
         name: "loss",
         source: include_str!("../../shaders/loss.wgsl"),
+        subgroup_source: None,
         slots: &[U, R, R, W, W],
     },
     ShaderDef {
@@ -78,6 +89,12 @@ pub const SHADERS: &[ShaderDef] = &[
             include_str!("../../shaders/lib/flow_tiles.wgsl"),
             include_str!("../../shaders/flow_rows.wgsl")
         ),
+        subgroup_source: Some(concat!(
+            include_str!("../../shaders/lib/philox.wgsl"),
+            include_str!("../../shaders/lib/flow_common.wgsl"),
+            include_str!("../../shaders/lib/flow_tiles_sg.wgsl"),
+            include_str!("../../shaders/flow_rows.wgsl")
+        )),
         slots: &[U, R, R, R, R, W, W, W],
     },
     ShaderDef {
@@ -87,6 +104,11 @@ pub const SHADERS: &[ShaderDef] = &[
             include_str!("../../shaders/lib/flow_tiles.wgsl"),
             include_str!("../../shaders/flow_wgrad.wgsl")
         ),
+        subgroup_source: Some(concat!(
+            include_str!("../../shaders/lib/flow_common.wgsl"),
+            include_str!("../../shaders/lib/flow_tiles_sg.wgsl"),
+            include_str!("../../shaders/flow_wgrad.wgsl")
+        )),
         slots: &[U, R, R, R, R, W],
     },
     ShaderDef {
@@ -95,6 +117,7 @@ pub const SHADERS: &[ShaderDef] = &[
             include_str!("../../shaders/lib/philox.wgsl"),
             include_str!("../../shaders/propose.wgsl")
         ),
+        subgroup_source: None,
         slots: &[U, R, R, R, W, W],
     },
     ShaderDef {
@@ -103,36 +126,15 @@ pub const SHADERS: &[ShaderDef] = &[
             include_str!("../../shaders/lib/philox.wgsl"),
             include_str!("../../shaders/accept.wgsl")
         ),
+        subgroup_source: None,
         slots: &[U, R, R, R, W, W, W],
     },
     ShaderDef {
         name: "gkl",
         source: include_str!("../../shaders/gkl.wgsl"),
+        subgroup_source: None,
         slots: &[U, R, R, R, W, W],
     },
-];
-
-/// Sources that replace a kernel's own on CPU adapters with subgroups
-/// ([`GpuContext::subgroup_kernels`]): the same kernels with `lib/flow_tiles_sg.wgsl` in place of
-/// `lib/flow_tiles.wgsl` (tile loads shared by subgroup broadcasts; see that file).
-pub const SUBGROUP_SOURCES: &[(&str, &str)] = &[
-    (
-        "flow_rows",
-        concat!(
-            include_str!("../../shaders/lib/philox.wgsl"),
-            include_str!("../../shaders/lib/flow_common.wgsl"),
-            include_str!("../../shaders/lib/flow_tiles_sg.wgsl"),
-            include_str!("../../shaders/flow_rows.wgsl")
-        ),
-    ),
-    (
-        "flow_wgrad",
-        concat!(
-            include_str!("../../shaders/lib/flow_common.wgsl"),
-            include_str!("../../shaders/lib/flow_tiles_sg.wgsl"),
-            include_str!("../../shaders/flow_wgrad.wgsl")
-        ),
-    ),
 ];
 
 pub fn shader_def(name: &str) -> GpuResult<&'static ShaderDef> {
@@ -181,10 +183,10 @@ impl GpuContext {
             return Ok(m.clone());
         }
         let def = shader_def(shader)?;
-        let source = SUBGROUP_SOURCES
-            .iter()
-            .find(|(n, _)| self.subgroup_kernels && *n == shader)
-            .map_or(def.source, |(_, s)| *s);
+        let source = def
+            .subgroup_source
+            .filter(|_| self.subgroup_kernels)
+            .unwrap_or(def.source);
         let entries: Vec<wgpu::BindGroupLayoutEntry> = def
             .slots
             .iter()
@@ -289,25 +291,5 @@ impl GpuContext {
             .expect("pipeline cache poisoned")
             .insert(key, p.clone());
         Ok(p)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn subgroup_sources_replace_registered_shaders_and_validate() {
-        for (name, src) in SUBGROUP_SOURCES {
-            assert!(shader_def(name).is_ok(), "{name} is not a registered shader");
-            let module = naga::front::wgsl::parse_str(src)
-                .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
-            naga::valid::Validator::new(
-                naga::valid::ValidationFlags::all(),
-                naga::valid::Capabilities::all(),
-            )
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
-        }
     }
 }
