@@ -22,6 +22,6 @@ print(f"{int(ok.sum())}/{len(s)} inside the prior's support")
 PY
 )
   echo "$task obs $k: sbibm c2st $c; $inside"
-  sum=$(echo "$sum + $c" | bc -l)
+  sum=$(awk -v a="$sum" -v b="$c" 'BEGIN { print a + b }')
 done
-echo "$task $model: held-out mean sbibm c2st $(echo "scale=4; $sum / 5" | bc -l)"
+echo "$task $model: held-out mean sbibm c2st $(awk -v a="$sum" 'BEGIN { printf "%.4f", a / 5 }')"

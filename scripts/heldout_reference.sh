@@ -16,7 +16,7 @@ for k in $obs; do
   d=$files/num_observation_$k
   start=$(date +%s.%N)
   $bin reference --task "$task" --observation-file "$d/observation.csv" --num-samples 10000 --seed "$k" --out "$out/ref$k.npy" 2> "$out/ref$k.log"
-  ref_s=$(echo "$(date +%s.%N) - $start" | bc)
+  ref_s=$(awk -v a="$(date +%s.%N)" -v b="$start" 'BEGIN { print a - b }')
   c=$($PY ../shared/peers/c2st.py "$out/ref$k.npy" "$d/reference_posterior_samples.csv.bz2" | tail -1)
   printf '%s obs %s: sbibm c2st %s (reference sampling %.1f s)\n' "$task" "$k" "$c" "$ref_s"
   line="$line $c"

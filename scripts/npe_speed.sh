@@ -12,7 +12,7 @@ mkdir -p "$out"
 $PY "$peers/sbi_run.py" two_moons npe_maf 10000 --observations 1 --out "$out/sbi" > "$out/sbi.json"
 start=$(date +%s.%N)
 $bin train --task two_moons --simulations 10000 --seed 0 --out "$out/ours" "$@" 2> "$out/ours.log"
-ours_s=$(echo "$(date +%s.%N) - $start" | bc)
+ours_s=$(awk -v a="$(date +%s.%N)" -v b="$start" 'BEGIN { print a - b }')
 $bin sample --model "$out/ours" --observation 1 --num-samples 10000 --seed 1 --out "$out/ours_s1.npy" 2> /dev/null
 sbi_c=$($bin c2st "$ref" "$out/sbi/samples_obs1.npy" 2> /dev/null | tail -1); echo "$sbi_c" > "$out/sbi_c2st.txt"
 ours_c=$($bin c2st "$ref" "$out/ours_s1.npy" 2> /dev/null | tail -1); echo "$ours_c" > "$out/ours_c2st.txt"

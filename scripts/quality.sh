@@ -13,13 +13,13 @@ start=$(date +%s.%N)
 if [ "${REUSE:-0}" != 1 ]; then
   $bin train --task "$task" --simulations "${SIMULATIONS:-10000}" --seed "${SEED:-0}" --out "$out" "$@" 2> "$out/train.log"
 fi
-train_s=$(echo "$(date +%s.%N) - $start" | bc)
+train_s=$(awk -v a="$(date +%s.%N)" -v b="$start" 'BEGIN { printf "%.1f", a - b }')
 sum=0
 for k in 1 2 3 4 5; do
   $bin sample --model "$out" --observation $k --num-samples 10000 --seed $k --out "$out/s$k.npy" 2> "$out/sample$k.log"
   c=$($bin c2st --device "${C2ST_DEVICE:-gpu}" "$ref/$task/num_observation_$k/reference_posterior_samples.csv.bz2" "$out/s$k.npy" 2>/dev/null | tail -1)
   acc=$(grep -o "acceptance [0-9.]*, log Z [-0-9.]*" "$out/sample$k.log" | head -1 || true)
   echo "$task obs $k: c2st $c ${acc}"
-  sum=$(echo "$sum + $c" | bc -l)
+  sum=$(awk -v a="$sum" -v b="$c" 'BEGIN { print a + b }')
 done
-echo "$task $*: mean c2st $(echo "scale=4; $sum / 5" | bc -l); train process ${train_s} s ($(tail -1 "$out/train.log" 2> /dev/null || echo reused))"
+echo "$task $*: mean c2st $(awk -v a="$sum" 'BEGIN { printf "%.4f", a / 5 }'); train process ${train_s} s ($(tail -1 "$out/train.log" 2> /dev/null || echo reused))"

@@ -144,8 +144,12 @@ fn bench_grid_is_resumable_and_writes_reports() {
         "header and one line per row:\n{csv}"
     );
     assert!(csv.starts_with("task,method,contrastive,budget,seed,observation,c2st"));
-    assert!(csv.lines().next().unwrap().ends_with(",base_gradient,c2st_device"), "{csv}");
-    assert!(csv.lines().skip(1).all(|l| l.ends_with(",detached,gpu")), "{csv}");
+    assert!(csv.lines().next().unwrap().ends_with(",base_gradient,c2st_device,adapter"), "{csv}");
+    // Every row names the adapter that trained and sampled it, quoted (names contain commas).
+    assert!(
+        csv.lines().skip(1).all(|l| l.contains(",detached,gpu,\"") && l.ends_with(")\"")),
+        "{csv}"
+    );
     let table = std::fs::read_to_string(out.join("table.md")).unwrap();
     assert!(
         table.contains("| two_moons | npe |") && table.contains("| two_moons | ratio |"),

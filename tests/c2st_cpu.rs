@@ -113,6 +113,9 @@ fn bench_c2st_device_cpu_is_recorded_in_the_journal() {
     let rows: Vec<serde_json::Value> = journal.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(rows.len(), 1, "{journal}");
     assert_eq!(rows[0]["c2st_device"], "cpu");
+    // The row names the adapter that trained and sampled it (here the software adapter).
+    let adapter = rows[0]["adapter"].as_str().unwrap_or_default();
+    assert!(adapter.contains("vulkan") || adapter.contains("metal") || adapter.contains("dx12"), "{journal}");
     assert!(rows[0]["c2st"].as_f64().is_some_and(|c| (0.3..=1.0).contains(&c)), "{journal}");
     let _ = std::fs::remove_dir_all(&out);
 }

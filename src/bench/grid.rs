@@ -477,6 +477,7 @@ pub fn run(ctx: &GpuContext, cfg: &GridConfig, log: &mut dyn FnMut(&str)) -> Ben
                             sample_s: 0.0,
                             c2st_s: 0.0,
                             c2st_device: cfg.c2st.device,
+                            adapter: Some(ctx.summary().one_line()),
                             samples: 0,
                             acceptance_rate: None,
                             log_z: None,

@@ -39,6 +39,10 @@ pub struct Row {
     /// option existed were all scored on the GPU.
     #[serde(default)]
     pub c2st_device: C2stDevice,
+    /// The wgpu adapter that trained and sampled this row (for peer rows: where their Python ran);
+    /// `None` in journals written before it was recorded.
+    #[serde(default)]
+    pub adapter: Option<String>,
     /// Samples scored (fewer than asked when a rejection sampler hit its time budget).
     pub samples: usize,
     /// Ratio and hybrid: the rejection sampler's acceptance rate and ln Z(x_o).
@@ -199,6 +203,7 @@ mod tests {
             sample_s: 0.5,
             c2st_s: 1.0,
             c2st_device: C2stDevice::Gpu,
+            adapter: Some("llvmpipe (vulkan, Cpu)".into()),
             samples: 500,
             acceptance_rate: None,
             log_z: None,
@@ -245,6 +250,23 @@ mod tests {
         let back: Row = serde_json::from_value(old).unwrap();
         assert_eq!(back.c2st_device, C2stDevice::Gpu);
         assert_eq!(back.key(), r.key(), "the device is not part of a row's identity");
+    }
+
+    #[test]
+    fn rows_record_the_adapter_and_old_rows_read_as_unknown() {
+        let r = row(1);
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["adapter"], "llvmpipe (vulkan, Cpu)");
+        let mut old = v;
+        old.as_object_mut().unwrap().remove("adapter");
+        let back: Row = serde_json::from_value(old).unwrap();
+        assert_eq!(back.adapter, None);
+        assert_eq!(back.key(), r.key(), "the adapter is not part of a row's identity");
+        let csv = crate::bench::report::csv(&[r, back]);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(lines[0].ends_with(",c2st_device,adapter"), "{}", lines[0]);
+        assert!(lines[1].ends_with(",gpu,\"llvmpipe (vulkan, Cpu)\""), "{}", lines[1]);
+        assert!(lines[2].ends_with(",gpu,"), "{}", lines[2]);
     }
 
     #[test]

@@ -148,6 +148,8 @@ pub fn run_peers(
                                 .unwrap_or(f64::NAN),
                             c2st_s,
                             c2st_device: cfg.c2st.device,
+                            // scripts/sbi_bench.py trains and samples with PyTorch on the CPU.
+                            adapter: Some("host CPU (sbi, PyTorch)".into()),
                             samples: m,
                             acceptance_rate: None,
                             log_z: None,

@@ -27,12 +27,12 @@ fn opt(v: Option<f64>) -> String {
 
 /// CSV of the rows, one per task/method/K/budget/observation/seed.
 pub fn csv(rows: &[Row]) -> String {
-    let mut s = String::from("task,method,contrastive,budget,seed,observation,c2st,base_c2st,simulate_s,train_s,epochs,sample_s,c2st_s,samples,sampling_finished,acceptance_rate,log_z,proposals,error,finished_at,base_gradient,c2st_device\n");
+    let mut s = String::from("task,method,contrastive,budget,seed,observation,c2st,base_c2st,simulate_s,train_s,epochs,sample_s,c2st_s,samples,sampling_finished,acceptance_rate,log_z,proposals,error,finished_at,base_gradient,c2st_device,adapter\n");
     for r in rows {
         let err = r.error.as_deref().unwrap_or("").replace('"', "'");
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{:.3},{:.3},{},{:.3},{:.3},{},{},{},{},{},\"{}\",{:.3},{},{}",
+            "{},{},{},{},{},{},{},{},{:.3},{:.3},{},{:.3},{:.3},{},{},{},{},{},\"{}\",{:.3},{},{},{}",
             r.task,
             r.method,
             r.contrastive,
@@ -57,7 +57,10 @@ pub fn csv(rows: &[Row]) -> String {
             match r.c2st_device {
                 C2stDevice::Gpu => "gpu",
                 C2stDevice::Cpu => "cpu",
-            }
+            },
+            r.adapter
+                .as_deref()
+                .map_or(String::new(), |a| format!("\"{}\"", a.replace('"', "'")))
         );
     }
     s
