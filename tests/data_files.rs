@@ -1,6 +1,7 @@
 //! Training data from files, without a GPU: .npz / .npy pairs in f32 and f64, C and Fortran order;
 //! shard folders; prior files; and the one-line errors for each kind of bad input.
 
+mod common;
 use gkl_gpu::data::{
     check_against_prior, load_npy_pair, load_npz, load_path, prior_from_bytes, read_prior,
     InvalidPolicy, ShardSet, Simulations,
@@ -8,15 +9,11 @@ use gkl_gpu::data::{
 use gkl_gpu::io::{write_npy_f32, write_npy_f64, write_npz, NpyData};
 use gkl_tasks::Prior;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn scratch(tag: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("data_files-{tag}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
+fn scratch(tag: &str) -> common::Scratch {
+    common::scratch("data_files", tag)
 }
 
 /// A Fortran-order f64 .npy of a rows × cols matrix given row-major.

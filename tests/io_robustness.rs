@@ -2,6 +2,7 @@
 //! file: truncations, bad magic, bad headers, wrong dtypes, absurd shapes, and
 //! a seeded property-style loop over random and mutated inputs.
 
+mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Cursor, Write};
@@ -18,12 +19,8 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn scratch(tag: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("io_robust-{tag}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
+fn scratch(tag: &str) -> common::Scratch {
+    common::scratch("io_robust", tag)
 }
 
 /// Asserts the error is one line starting with `name: `.

@@ -1,20 +1,16 @@
 //! File-level round trips through the writers and readers of `gkl_gpu::io`.
 
+mod common;
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use gkl_gpu::io::{self, NpyData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// A fresh scratch directory under Cargo's per-test-target temp dir.
-fn scratch(tag: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("io_roundtrip-{tag}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
+fn scratch(tag: &str) -> common::Scratch {
+    common::scratch("io_roundtrip", tag)
 }
 
 fn file_names(dir: &Path) -> Vec<String> {

@@ -6,6 +6,7 @@
 //! Every file under `tests/corpus/<loader>/` (inputs that once broke a loader, and hostile
 //! headers) is loaded too.
 
+mod common;
 use gkl_gpu::data::{load_npz, prior_from_bytes, ExternalConfig, ExternalSimulator};
 use gkl_gpu::io::{npy_bytes_f64, read_npy_bytes, read_npz_bytes, write_npz, NpyData};
 use gkl_gpu::kernels::Activation;
@@ -61,12 +62,8 @@ fn assert_cap() {
     );
 }
 
-fn scratch(tag: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("loader_fuzz-{tag}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
+fn scratch(tag: &str) -> common::Scratch {
+    common::scratch("loader_fuzz", tag)
 }
 
 fn corpus(loader: &str) -> Vec<(PathBuf, Vec<u8>)> {

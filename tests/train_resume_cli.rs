@@ -3,20 +3,18 @@
 //! run directory. Also: `--resume` refuses other arguments, shard folders stream in blocks, and
 //! an injected GPU fault ends with one line pointing at the saved checkpoint.
 
+mod common;
 use gkl_gpu::models::posterior::NpeModel;
 use gkl_gpu::training::npe::EpochMetrics;
 use gkl_gpu::training::Checkpoint;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gkl-gpu");
 
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gkl-cli-resume-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn scratch(name: &str) -> common::Scratch {
+    common::scratch("cli_resume", name)
 }
 
 fn gkl(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -185,7 +183,6 @@ fn a_reparameterized_base_gradient_needs_the_hybrid() {
             stderr(&o)
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -20,7 +20,7 @@ use gkl_gpu::training::{
 use gkl_tasks::Prior;
 use rand::Rng;
 use rand_distr::StandardNormal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn prior() -> Prior {
     Prior::from_json(r#"{"type": "gaussian", "mean": [0, 0], "cov": [[1, 0], [0, 1]]}"#).unwrap()
@@ -72,11 +72,8 @@ fn settings(method: Method, epochs: usize) -> NpeSettings {
     }
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gkl-robust-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn scratch(name: &str) -> common::Scratch {
+    common::scratch("robust", name)
 }
 
 fn run(
