@@ -10,12 +10,19 @@ obs=${*:-6 7 8 9 10}
 bin=${GKL_BIN:-target/release/gkl-gpu}
 out=${OUT:-/tmp/heldout-ref}/$task
 mkdir -p "$out"
-files=$($PY -c "import sbibm, os; print(os.path.join(os.path.dirname(sbibm.__file__), 'tasks', '$task', 'files'))")
+# slcp_distractors and bernoulli_glm_raw keep their observations beside slcp's and bernoulli_glm's,
+# and share those tasks' reference posteriors.
+case $task in
+  slcp_distractors) dir=slcp; obs_file=observation_distractors.csv ;;
+  bernoulli_glm_raw) dir=bernoulli_glm; obs_file=observation_raw.csv ;;
+  *) dir=$task; obs_file=observation.csv ;;
+esac
+files=$($PY -c "import sbibm, os; print(os.path.join(os.path.dirname(sbibm.__file__), 'tasks', '$dir', 'files'))")
 line=""
 for k in $obs; do
   d=$files/num_observation_$k
   start=$(date +%s.%N)
-  $bin reference --task "$task" --observation-file "$d/observation.csv" --num-samples 10000 --seed "$k" --out "$out/ref$k.npy" 2> "$out/ref$k.log"
+  $bin reference --task "$task" --observation-file "$d/$obs_file" --num-samples 10000 --seed "$k" --out "$out/ref$k.npy" 2> "$out/ref$k.log"
   ref_s=$(awk -v a="$(date +%s.%N)" -v b="$start" 'BEGIN { print a - b }')
   c=$($PY ../shared/peers/c2st.py "$out/ref$k.npy" "$d/reference_posterior_samples.csv.bz2" | tail -1)
   printf '%s obs %s: sbibm c2st %s (reference sampling %.1f s)\n' "$task" "$k" "$c" "$ref_s"
