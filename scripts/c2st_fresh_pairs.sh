@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Issue 3's agreement check on pairs the C2ST was never tuned on: samples the bench grid saved
 # (observation 1 of each cell) against the project's reference for that observation, each pair
-# scored by sbibm's c2st (scikit-learn), by ours on the CPU and, with GPU=1, by ours on the GPU.
+# scored by sbibm's c2st (scikit-learn, seed 1), by ours on the CPU and, with GPU=1, by ours on
+# the GPU (same seed). Prints a Markdown table.
 # Usage: PY=/tmp/gkl-peers-venv/bin/python scripts/c2st_fresh_pairs.sh GRID_DIR BUDGET TASK:METHOD...
 set -euo pipefail
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}  # see scripts/heldout_reference.sh
 grid=$1; budget=$2; shift 2
 bin=${GKL_BIN:-target/release/gkl-gpu}
 echo "| pair | d | sbibm c2st | ours (CPU) | difference | ours (GPU) |"
+echo "|---|---:|---:|---:|---:|---:|"
 for cell in "$@"; do
   task=${cell%%:*}; method=${cell#*:}
   ref=$grid/references/$task/obs1_n10000.npy
@@ -18,5 +20,5 @@ for cell in "$@"; do
   gpu=–
   if [ "${GPU:-0}" = 1 ]; then gpu=$($bin c2st "$ref" "$s" 2> /dev/null | tail -1); fi
   diff=$(awk -v a="$cpu" -v b="$sk" 'BEGIN { printf "%+.4f", a - b }')
-  echo "| $task $method (10^${#budget}-1 sims) obs 1 | $d | $sk | $cpu | $diff | $gpu |" | sed "s/10^[0-9]*-1/$budget/"
+  echo "| $task, $method, $budget simulations, obs 1 | $d | $sk | $cpu | $diff | $gpu |"
 done

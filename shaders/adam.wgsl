@@ -13,7 +13,7 @@ struct AdamParams {
     eps: f32,
     weight_decay: f32,
     max_norm: f32,  // <= 0 disables clipping
-    _pad: u32,
+    eps_on_raw_v: u32, // 1: lr * sqrt(bc2) / bc1 * m / (sqrt(v) + eps), scikit-learn's form
 }
 
 struct AdamState {
@@ -77,7 +77,12 @@ fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     v[i] = vi;
     let bc1 = 1.0 - pow(p.beta1, t);
     let bc2 = 1.0 - pow(p.beta2, t);
-    let upd = (mi / bc1) / (sqrt(vi / bc2) + vec4<f32>(p.eps));
+    var upd: vec4<f32>;
+    if (p.eps_on_raw_v == 1u) {
+        upd = mi * (sqrt(bc2) / bc1) / (sqrt(vi) + vec4<f32>(p.eps));
+    } else {
+        upd = (mi / bc1) / (sqrt(vi / bc2) + vec4<f32>(p.eps));
+    }
     var th = theta[i];
     th = th - p.lr * p.weight_decay * th;
     theta[i] = th - p.lr * upd;

@@ -250,6 +250,16 @@ fn adam_matches_cpu_with_clipping_and_weight_decay() {
             },
             10.0,
         ),
+        // Gradients small enough that ε's placement changes the step (scikit-learn's form).
+        (
+            AdamConfig {
+                lr: 1e-2,
+                max_norm: 0.0,
+                eps_on_raw_v: true,
+                ..Default::default()
+            },
+            1e-7,
+        ),
     ] {
         let mut theta = randn(&mut rng(5), n, 1.0);
         let tt = ctx
@@ -282,6 +292,22 @@ fn adam_matches_cpu_with_clipping_and_weight_decay() {
             .collect();
         assert_close(&format!("adam {config:?}"), &got, &theta, 1e-5, 1e-4);
     }
+}
+
+#[test]
+fn adam_eps_placement_changes_small_steps_only() {
+    // ε on √v (scikit-learn) against ε on √v̂ (PyTorch): after one step of gradient g the moves are
+    // lr·|g|/(√(1−β₂)|g| + ε)·√(1−β₂) and lr·|g|/(|g| + ε); equal for |g| ≫ ε, not for |g| ~ ε.
+    let step = |eps_on_raw_v: bool, g: f64| {
+        let c = AdamConfig { lr: 1.0, max_norm: 0.0, eps_on_raw_v, ..Default::default() };
+        let mut theta = [0.0];
+        AdamCpu::new(1).step(&c, &mut theta, &[g]);
+        -theta[0]
+    };
+    assert!((step(true, 1.0) - step(false, 1.0)).abs() < 1e-6);
+    let (raw, corrected) = (step(true, 1e-8), step(false, 1e-8));
+    assert!((raw - 1.0 / (1.0 + 1e-8 / (1e-8 * 0.001f64.sqrt()))).abs() < 1e-6, "{raw}");
+    assert!((corrected - 0.5).abs() < 1e-6, "{corrected}");
 }
 
 #[test]

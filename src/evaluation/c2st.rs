@@ -11,10 +11,20 @@
 //! Two backends train the folds ([`C2stDevice`]): the GPU one (`c2st_gpu.rs`) trains all five as
 //! five models in the same launches; the CPU one (`c2st_cpu.rs`) trains them in f32 on the CPU, in
 //! parallel, and is much faster on a software adapter. Everything else lives here once: the
-//! z-scoring, the fold split, the initialisation, the per-epoch shuffles (all from one RNG, in one
-//! order), the Adam settings, the L2 term and the stopping rule; for one seed the two backends
-//! differ only by float rounding. Differences from scikit-learn, each too small to move the score:
-//! Adam's ε is applied after bias correction (as PyTorch does), the L2 term of the reported loss
+//! z-scoring, the fold split, the initialisation, the per-epoch shuffles, the Adam settings, the L2
+//! term and the stopping rule; for one seed the two backends differ only by float rounding.
+//!
+//! The random draws are scikit-learn's own for the same seed ([`NumpyRandomState`]): the fold split
+//! is `KFold(shuffle=True, random_state=seed)`'s; each fold's classifier, like the clone that
+//! `cross_val_score` fits, starts a fresh `RandomState(seed)`, draws its Glorot weights layer by
+//! layer (W in C order, then b), then reshuffles its training rows (kept in ascending order, as
+//! KFold yields them) every epoch by composing permutations, as `sklearn.utils.shuffle` does. So
+//! a seed's score follows scikit-learn's, not merely its distribution.
+//!
+//! Adam places ε as scikit-learn does (`AdamConfig::eps_on_raw_v`): with it, the first epochs'
+//! losses equal scikit-learn's to the printed digits; later, float rounding in a different
+//! summation order lets the runs drift apart, so a fold may stop some epochs earlier or later.
+//! Differences from scikit-learn, each too small to move the score: the L2 term of the reported loss
 //! uses the end-of-epoch weights, and when the training set is not a multiple of the batch size
 //! the last batch is completed from the start of the permutation.
 
@@ -24,9 +34,7 @@ use crate::kernels::adam::AdamConfig;
 use crate::kernels::Activation;
 use crate::models::mlp::{MlpConfig, MlpWeights};
 use crate::runtime::{GpuContext, GpuError};
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use super::numpy_rng::NumpyRandomState;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -120,10 +128,11 @@ pub fn z_score(x: &Samples, y: &Samples) -> (Vec<f64>, Vec<f64>) {
     (f(x), f(y))
 }
 
-/// scikit-learn's KFold(shuffle=True) split sizes: the first n mod k folds get one extra sample.
-fn kfold(n: usize, k: usize, rng: &mut StdRng) -> Vec<Vec<usize>> {
+/// scikit-learn's `KFold(n_splits=k, shuffle=True, random_state=seed)`: `RandomState(seed)`
+/// shuffles 0..n and the folds are consecutive runs of it, the first n mod k one sample longer.
+fn kfold(n: usize, k: usize, seed: u32) -> Vec<Vec<usize>> {
     let mut idx: Vec<usize> = (0..n).collect();
-    idx.shuffle(rng);
+    NumpyRandomState::new(seed).shuffle(&mut idx);
     let mut folds = vec![];
     let mut start = 0;
     for f in 0..k {
@@ -134,14 +143,15 @@ fn kfold(n: usize, k: usize, rng: &mut StdRng) -> Vec<Vec<usize>> {
     folds
 }
 
-/// Glorot-uniform initialisation as scikit-learn's MLP uses for ReLU networks (weights and biases).
-fn glorot(cfg: &MlpConfig, rng: &mut StdRng) -> MlpWeights {
+/// scikit-learn's MLP initialisation (`_init_coef`, ReLU): per layer, W [fan_in × fan_out] in C
+/// order and then b, uniform on ±√(6 / (fan_in + fan_out)), from the classifier's `RandomState`.
+fn glorot(cfg: &MlpConfig, rng: &mut NumpyRandomState) -> MlpWeights {
     let mut w = vec![];
     let mut b = vec![];
     for (k, n) in cfg.layer_dims() {
         let bound = (6.0 / (k + n) as f64).sqrt();
-        w.push((0..k * n).map(|_| rng.random_range(-bound..bound)).collect());
-        b.push((0..n).map(|_| rng.random_range(-bound..bound)).collect());
+        w.push((0..k * n).map(|_| rng.uniform(-bound, bound)).collect());
+        b.push((0..n).map(|_| rng.uniform(-bound, bound)).collect());
     }
     MlpWeights { w, b }
 }
@@ -169,30 +179,36 @@ pub(super) struct Setup {
     pub l2: f32,
 }
 
-/// The per-epoch reshuffles of every fold's training rows.
+/// The per-epoch reshuffles of every fold's training rows, each fold from its own classifier's
+/// `RandomState` (continued after its initialisation).
 pub(super) struct Shuffler {
-    rng: StdRng,
+    rngs: Vec<NumpyRandomState>,
+    /// Each fold's training rows, ascending.
     train_sets: Vec<Vec<u32>>,
+    /// Each fold's current order of its training rows (positions into `train_sets[f]`).
+    order: Vec<Vec<usize>>,
     n_train: usize,
 }
 
 impl Shuffler {
     /// Every fold's permutation for the next epoch, `folds × n_train` data rows. Stopped folds
-    /// draw theirs too, so the draws never depend on when folds stop.
+    /// draw theirs too (each fold has its own stream, so this changes nothing for the others).
     fn next_epoch(&mut self) -> Vec<u32> {
         let mut perm = Vec::with_capacity(self.train_sets.len() * self.n_train);
-        for set in &self.train_sets {
-            let mut s = set.clone();
-            s.shuffle(&mut self.rng);
-            perm.extend_from_slice(&s[..self.n_train]);
+        for ((set, order), rng) in self.train_sets.iter().zip(&mut self.order).zip(&mut self.rngs) {
+            // sklearn.utils.shuffle(sample_idx): sample_idx[shuffled arange].
+            let mut p: Vec<usize> = (0..order.len()).collect();
+            rng.shuffle(&mut p);
+            *order = p.iter().map(|&i| order[i]).collect();
+            perm.extend(order[..self.n_train].iter().map(|&i| set[i]));
         }
         perm
     }
 }
 
 impl Setup {
-    /// Checks the input, z-scores, and draws from one RNG seeded by `cfg.seed`, in this order: the
-    /// fold split, each fold's initialisation; the shuffler then continues that RNG.
+    /// Checks the input, z-scores, splits the folds and draws each fold's initial weights; each
+    /// fold's shuffler continues its classifier's stream.
     fn new(x: &Samples, y: &Samples, cfg: &C2stConfig) -> Result<(Setup, Shuffler), C2stError> {
         if x.dim != y.dim {
             return Err(C2stError::InvalidInput(format!("dimensions differ ({} vs {})", x.dim, y.dim)));
@@ -213,10 +229,18 @@ impl Setup {
         data.extend_from_slice(&yz);
         let labels: Vec<f32> = (0..n).map(|i| if i < x.rows { 0.0 } else { 1.0 }).collect();
 
-        let mut rng = StdRng::seed_from_u64(cfg.seed);
-        let folds = kfold(n, cfg.folds, &mut rng);
+        let seed = u32::try_from(cfg.seed).map_err(|_| {
+            C2stError::InvalidInput(format!("seed {} is above 2^32 - 1 (NumPy's limit)", cfg.seed))
+        })?;
+        let folds = kfold(n, cfg.folds, seed);
+        let mut held_out = vec![usize::MAX; n];
+        for (f, fold) in folds.iter().enumerate() {
+            for &i in fold {
+                held_out[i] = f;
+            }
+        }
         let train_sets: Vec<Vec<u32>> = (0..cfg.folds)
-            .map(|f| (0..cfg.folds).filter(|&g| g != f).flat_map(|g| folds[g].iter().map(|&i| i as u32)).collect())
+            .map(|f| (0..n).filter(|&i| held_out[i] != f).map(|i| i as u32).collect())
             .collect();
         let n_train = train_sets.iter().map(Vec::len).min().unwrap_or(0);
         let batch = cfg.batch.min(n_train);
@@ -228,7 +252,8 @@ impl Setup {
             act: Activation::Relu,
             residual: false,
         };
-        let weights = (0..cfg.folds).map(|_| glorot(&mlp, &mut rng)).collect();
+        let mut rngs: Vec<NumpyRandomState> = (0..cfg.folds).map(|_| NumpyRandomState::new(seed)).collect();
+        let weights = rngs.iter_mut().map(|rng| glorot(&mlp, rng)).collect();
         let setup = Setup {
             d,
             data,
@@ -239,10 +264,11 @@ impl Setup {
             steps: n_train.div_ceil(batch),
             mlp,
             weights,
-            adam: AdamConfig { lr: cfg.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, max_norm: 0.0 },
+            adam: AdamConfig { lr: cfg.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, max_norm: 0.0, eps_on_raw_v: true },
             l2: (cfg.alpha / batch as f64) as f32,
         };
-        Ok((setup, Shuffler { rng, train_sets, n_train }))
+        let order = train_sets.iter().map(|t| (0..t.len()).collect()).collect();
+        Ok((setup, Shuffler { rngs, train_sets, order, n_train }))
     }
 }
 

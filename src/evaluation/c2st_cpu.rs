@@ -225,7 +225,13 @@ impl Fold {
         for (((p, &g), m), v) in self.p.iter_mut().zip(&self.g).zip(&mut self.m).zip(&mut self.v) {
             *m = a.beta1 * *m + (1.0 - a.beta1) * g;
             *v = a.beta2 * *v + (1.0 - a.beta2) * g * g;
-            *p -= a.lr * ((*m / bc1) / ((*v / bc2).sqrt() + a.eps));
+            // As shaders/adam.wgsl computes it, so both backends round alike.
+            *p -= a.lr
+                * if a.eps_on_raw_v {
+                    *m * (bc2.sqrt() / bc1) / (v.sqrt() + a.eps)
+                } else {
+                    (*m / bc1) / ((*v / bc2).sqrt() + a.eps)
+                };
         }
     }
 }

@@ -3,3 +3,4 @@
 pub mod c2st;
 mod c2st_cpu;
 mod c2st_gpu;
+pub mod numpy_rng;

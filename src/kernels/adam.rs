@@ -14,6 +14,11 @@ pub struct AdamConfig {
     pub weight_decay: f32,
     /// Global gradient-norm clip; ≤ 0 disables it.
     pub max_norm: f32,
+    /// Where ε goes: false adds it to √v̂ after bias correction (PyTorch's Adam); true adds it to
+    /// √v and folds the bias corrections into the step size, lr·√(1−β₂ᵗ)/(1−β₁ᵗ)·m/(√v + ε)
+    /// (Kingma and Ba's efficient form, and scikit-learn's, which the C2ST reproduces).
+    #[serde(default)]
+    pub eps_on_raw_v: bool,
 }
 
 impl Default for AdamConfig {
@@ -25,6 +30,7 @@ impl Default for AdamConfig {
             eps: 1e-8,
             weight_decay: 0.0,
             max_norm: 5.0,
+            eps_on_raw_v: false,
         }
     }
 }
@@ -39,7 +45,8 @@ pub struct AdamParams {
     pub eps: f32,
     pub weight_decay: f32,
     pub max_norm: f32,
-    pub _pad: u32,
+    /// 1: ε on √v (`AdamConfig::eps_on_raw_v`).
+    pub eps_on_raw_v: u32,
 }
 
 impl AdamParams {
@@ -52,7 +59,7 @@ impl AdamParams {
             eps: c.eps,
             weight_decay: c.weight_decay,
             max_norm: c.max_norm,
-            _pad: 0,
+            eps_on_raw_v: u32::from(c.eps_on_raw_v),
         }
     }
 }
@@ -170,7 +177,11 @@ pub mod cpu {
                 let g = grad[i] * scale;
                 self.m[i] = b1 * self.m[i] + (1.0 - b1) * g;
                 self.v[i] = b2 * self.v[i] + (1.0 - b2) * g * g;
-                let upd = (self.m[i] / bc1) / ((self.v[i] / bc2).sqrt() + c.eps as f64);
+                let upd = if c.eps_on_raw_v {
+                    self.m[i] * (bc2.sqrt() / bc1) / (self.v[i].sqrt() + c.eps as f64)
+                } else {
+                    (self.m[i] / bc1) / ((self.v[i] / bc2).sqrt() + c.eps as f64)
+                };
                 theta[i] -= c.lr as f64 * c.weight_decay as f64 * theta[i];
                 theta[i] -= c.lr as f64 * upd;
             }
