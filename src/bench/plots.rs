@@ -59,7 +59,7 @@ fn c2st_figure(g: &Groups, task: &str, path: &Path) -> Result<(), String> {
     let e = |x: &dyn std::fmt::Display| x.to_string();
     let root = BitMapBackend::new(path, (800, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;
-    let pubs: Vec<(&str, Vec<(usize, f64, f64, usize)>)> = ["NPE", "NRE"]
+    let pubs: Vec<(&str, Vec<published::PublishedPoint>)> = ["NPE", "NRE"]
         .iter()
         .map(|a| (*a, published::published(task, a)))
         .filter(|p| !p.1.is_empty())

@@ -83,9 +83,12 @@ pub fn paper(task: &str, algorithm: &str) -> Vec<(usize, f64)> {
 /// Source line printed under the figures and tables.
 pub const SOURCE: &str = "sbi-benchmark/results benchmarking_sbi_023/results/re-sbibm_sbi_023.csv (sbi 0.23 rerun of sbibm), mean over observations 1-10";
 
+/// One published point: (budget, mean C2ST, standard deviation, observations averaged).
+pub type PublishedPoint = (usize, f64, f64, usize);
+
 /// Mean and standard deviation of the published C2ST of (task, algorithm) per budget, over the
 /// observations present, in increasing budget.
-pub fn published(task: &str, algorithm: &str) -> Vec<(usize, f64, f64, usize)> {
+pub fn published(task: &str, algorithm: &str) -> Vec<PublishedPoint> {
     let mut budgets: Vec<usize> = SBI_023_RERUN
         .iter()
         .filter(|r| r.0 == task && r.1 == algorithm)

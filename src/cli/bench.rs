@@ -172,7 +172,7 @@ impl GridArgs {
                 .iter()
                 .map(|d| format!("{}{d}", gkl_gpu::bench::highdim::PREFIX)),
         );
-        if self.contrastive.iter().any(|&k| k == 0) {
+        if self.contrastive.contains(&0) {
             bail!("--contrastive: K must be at least 1");
         }
         if self.seeds == 0 || self.budgets.iter().any(|&b| b < 10) {

@@ -438,7 +438,7 @@ fn run_with(gpu: &GpuArgs, a: TrainArgs, out: PathBuf, resume: Option<Checkpoint
             tail_bound: a.tail_bound,
             act: a.flow_activation,
         },
-        embedding: (a.embedding_hidden > 0).then(|| MlpConfig {
+        embedding: (a.embedding_hidden > 0).then_some(MlpConfig {
             in_dim: 0,
             out_dim: a.embedding_dim,
             hidden: a.embedding_hidden,

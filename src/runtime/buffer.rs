@@ -315,7 +315,7 @@ impl GpuContext {
             timestamp_writes: None,
         });
         for d in dispatches {
-            if d.groups.iter().any(|&g| g == 0) {
+            if d.groups.contains(&0) {
                 continue;
             }
             pass.set_pipeline(&d.pipeline);
