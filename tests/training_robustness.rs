@@ -392,9 +392,10 @@ fn streamed_shards_in_small_blocks_train_exactly_like_the_same_rows_in_memory() 
             (&b.theta, &b.x),
             "the z-scores of the scan"
         );
-        stream = Some(st);
+        // The shards' directory must outlive the stream that reads them.
+        stream = Some((st, dir));
     }
-    let stream = stream.unwrap();
+    let (stream, _dir) = stream.unwrap();
     // One block instead of four: still trains (a different row order, so different bits).
     let one = run(
         ctx(),
