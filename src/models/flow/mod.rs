@@ -44,6 +44,9 @@
 //! Flows of dim ≤ [`NARROW_DIM`] run `flow_rows` built with `shaders/lib/flow_limits.wgsl`; wider
 //! ones get the build with `shaders/lib/flow_limits_wide.wgsl` (larger private arrays for the
 //! dims), which the pipeline cache picks from the override constant `D` (`ShaderDef::wide`).
+//! Private memory per invocation: ≈ 22 KiB narrow, ≈ 32 KiB wide. On lavapipe the wide
+//! pipelines compile in about the time the narrow ones do (3–16 s each at d = 64 and 128, hidden
+//! 50, 5 transforms, shader cache off).
 //! Tape memory of a [`FlowTrainPlan`]: [`FlowConfig::tape_len`] + [`FlowConfig::grad_tape_len`]
 //! floats; use [`FlowLogProbPlan`] (no tape) for large evaluation batches.
 
