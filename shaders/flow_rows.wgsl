@@ -1,5 +1,6 @@
-// Conditional MADE flows, per-row passes (requires lib/philox.wgsl, lib/flow_common.wgsl and
-// lib/flow_tiles.wgsl or lib/flow_tiles_sg.wgsl). Each invocation carries 4 rows through every
+// Conditional MADE flows, per-row passes (requires lib/philox.wgsl, lib/flow_common.wgsl,
+// lib/flow_limits.wgsl or lib/flow_limits_wide.wgsl, and lib/flow_tiles.wgsl or
+// lib/flow_tiles_sg.wgsl). Each invocation carries 4 rows through every
 // transform and every MADE layer in registers and private memory; weights are read in 4x4 tiles
 // at addresses that are the same for every invocation (see the tiles library). Invocations past
 // the last row run on with clamped rows and store nothing (the subgroup tile loads need them).

@@ -9,14 +9,10 @@ mod common;
 mod flow_common;
 use common::*;
 use flow_common::*;
-use gkl_gpu::kernels::layout::{pack, pad4, unpack};
 use gkl_gpu::kernels::Activation;
 use gkl_gpu::models::flow::cpu::{self, FlowWeights};
 use gkl_gpu::models::flow::FlowKind::{Maf, Nsf};
-use gkl_gpu::models::flow::{
-    FlowConfig, FlowInverseGradOptions, FlowInverseGradPlan, FlowSampleOptions, FlowSamplePlan,
-};
-use gkl_gpu::runtime::Dispatch;
+use gkl_gpu::models::flow::{FlowConfig, FlowInverseGradOptions, FlowInverseGradPlan};
 
 #[allow(clippy::too_many_arguments)]
 fn nsf(d: usize, e: usize, t: usize, h: usize, l: usize, act: Activation, k: usize, b: f64) -> FlowConfig {
@@ -103,123 +99,22 @@ fn nsf_inverse_gradient_reference_matches_finite_differences() {
     assert!(tails >= 4, "only {tails} draws in the tails");
 }
 
-/// The GPU plan against the reference: `rows_ctx` context rows with `k` draws each, dL/dθ at
-/// row offset 3 of a buffer with 5 extra floats per row, with and without accumulation.
-fn check_gpu(cfg: &FlowConfig, seed: u64, spread: f64, rows_ctx: usize, k: usize, z_scale: f64, accumulate: bool) {
-    let ctx = ctx();
-    let s = setup(cfg, seed, spread);
-    let (d, e) = (cfg.dim, cfg.context_dim);
-    let (d4, e4) = (pad4(d), pad4(e));
-    let rows = rows_ctx * k;
-    let what = format!("{:?} d={d} e={e} rows={rows} K={k} accumulate={accumulate}", cfg.kind);
-    let mut g = rng(seed + 500);
-    let c = data(&mut g, rows_ctx * e, 1.0);
-    let z = data(&mut g, rows * d, z_scale);
-    let u = data(&mut g, rows * d, 1.0);
-    let ct = ctx.tensor_from("ctx", &pack(&c, rows_ctx, e)).unwrap();
-    let mut sp = FlowSamplePlan::with_options(ctx, &s.flow, rows, &ct, FlowSampleOptions { z_buf: true, ctx_div: k, ..Default::default() }).unwrap();
-    ctx.write(sp.z.as_ref().unwrap(), 0, &pack(&z, rows, d)).unwrap();
-    // dL/dθ of row r at floats (3 + r)·stride + i; garbage elsewhere.
-    let (off, stride) = (3usize, d4 + 5);
-    let mut ub = vec![123.0f32; (off + rows + 1) * stride];
-    for r in 0..rows {
-        for i in 0..d {
-            ub[(off + r) * stride + i] = u[r * d + i] as f32;
-        }
-    }
-    let ut = ctx.tensor_from("dtheta", &ub).unwrap();
-    let dc0: Vec<f32> = (0..rows_ctx * e4).map(|i| if accumulate { 0.25 * (i % 7) as f32 } else { -3.0 }).collect();
-    let dct = ctx.tensor_from("dcontext", &dc0).unwrap();
-    let lay = cfg.layout();
-    let g0: Vec<f32> = (0..lay.floats()).map(|i| 0.125 * ((i % 11) as f32 - 5.0)).collect();
-    ctx.write(&s.flow.grads, 0, &g0).unwrap();
-    let plan = FlowInverseGradPlan::new(
-        ctx,
-        &s.flow,
-        rows,
-        &sp.samples,
-        &ct,
-        &ut,
-        FlowInverseGradOptions { ctx_div: k, grad_off: off, grad_stride: stride, dcontext: Some(&dct), accumulate },
-    )
-    .unwrap();
-    let draw = sp.dispatches(ctx, 0, 0)[0].clone();
-    let all: Vec<&Dispatch> = std::iter::once(&draw).chain(&plan.dispatches).collect();
-    ctx.run(&all).unwrap();
-
-    let cr: Vec<f64> = (0..rows).flat_map(|r| c[(r / k) * e..(r / k + 1) * e].to_vec()).collect();
-    let (th_ref, lq_ref) = cpu::inverse(cfg, &s.w, &z, &cr, rows);
-    let th = unpack(&ctx.read::<f32>(&sp.samples).unwrap(), rows, d);
-    assert_close(&format!("samples {what}"), &th, &th_ref, 2e-4, 2e-4);
-    let lq = to64(&ctx.read::<f32>(&plan.log_prob).unwrap());
-    assert_close(&format!("log q of the samples {what}"), &lq, &lq_ref, 5e-4, 5e-4);
-
-    let (gw, gc) = cpu::inverse_backward(cfg, &s.w, &z, &cr, rows, &u);
-    let want = to64(&gw.to_arena(cfg, align(ctx))[..lay.floats()]);
-    let got: Vec<f64> = to64(&ctx.read_range::<f32>(&s.flow.grads, 0, lay.floats()).unwrap())
-        .iter()
-        .zip(&g0)
-        .map(|(a, b)| if accumulate { a - *b as f64 } else { *a })
-        .collect();
-    let gmax = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    assert!(gmax > 1e-3, "{what}: zero gradient");
-    assert_close(&format!("parameter gradients {what}"), &got, &want, 3e-4 * gmax.max(1.0), 3e-3);
-    if !accumulate {
-        let raw = ctx.read_range::<f32>(&s.flow.grads, 0, lay.floats()).unwrap();
-        for (i, (&a, &b)) in raw.iter().zip(&want).enumerate() {
-            if b == 0.0 {
-                assert_eq!(a, 0.0, "{what}: masked or padding entry {i} must be exactly zero");
-            }
-        }
-    }
-    // The context gradient: the sum over each context row's K draws.
-    let mut gcs = vec![0.0; rows_ctx * e];
-    for r in 0..rows {
-        for j in 0..e {
-            gcs[(r / k) * e + j] += gc[r * e + j];
-        }
-    }
-    let dc = ctx.read::<f32>(&dct).unwrap();
-    let got_c: Vec<f64> = (0..rows_ctx * e)
-        .map(|i| {
-            let at = (i / e) * e4 + i % e;
-            dc[at] as f64 - if accumulate { dc0[at] as f64 } else { 0.0 }
-        })
-        .collect();
-    let cmax = gcs.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    assert_close(&format!("context gradient {what}"), &got_c, &gcs, 3e-4 * cmax.max(1e-2), 3e-3);
-    // Padding columns of dcontext: zero, or untouched when accumulating.
-    for r in 0..rows_ctx {
-        for j in e..e4 {
-            let want = if accumulate { dc0[r * e4 + j] } else { 0.0 };
-            assert_eq!(dc[r * e4 + j], want, "{what}: dcontext padding");
-        }
-    }
-    // The arena around the flow is untouched.
-    let before = ctx.read_range::<f32>(&s.arena_grads, 0, s.offset).unwrap();
-    assert!(before.iter().all(|&v| v == -7.25), "{what}: grads written before the flow's block");
-    let n = s.arena_grads.len;
-    let tail = s.offset + lay.floats();
-    let after = ctx.read_range::<f32>(&s.arena_grads, tail, n - tail).unwrap();
-    assert!(after.iter().all(|&v| v == -7.25), "{what}: grads written after the flow's block");
-}
-
 #[test]
 fn maf_gpu_inverse_gradient_matches_reference() {
-    check_gpu(&config(Maf, 2, 2, 5, 50, 2, Activation::Tanh), 10, 1.0, 19, 2, 1.5, false);
-    check_gpu(&config(Maf, 1, 1, 2, 41, 1, Activation::Relu), 11, 1.0, 5, 1, 1.5, false);
+    check_inverse_grad_gpu(&config(Maf, 2, 2, 5, 50, 2, Activation::Tanh), 10, 1.0, 19, 2, 1.5, false);
+    check_inverse_grad_gpu(&config(Maf, 1, 1, 2, 41, 1, Activation::Relu), 11, 1.0, 5, 1, 1.5, false);
     // GELU keeps pre-activations on the tape; 3 hidden layers; accumulation.
-    check_gpu(&config(Maf, 3, 5, 3, 45, 3, Activation::Gelu), 12, 1.0, 43, 3, 1.5, true);
+    check_inverse_grad_gpu(&config(Maf, 3, 5, 3, 45, 3, Activation::Gelu), 12, 1.0, 43, 3, 1.5, true);
     // 520 rows: the weight gradients in two chunks, reduced onto the existing gradient.
-    check_gpu(&config(Maf, 5, 3, 2, 37, 2, Activation::Elu), 13, 1.0, 260, 2, 1.5, true);
+    check_inverse_grad_gpu(&config(Maf, 5, 3, 2, 37, 2, Activation::Elu), 13, 1.0, 260, 2, 1.5, true);
 }
 
 #[test]
 fn nsf_gpu_inverse_gradient_matches_reference() {
-    check_gpu(&nsf(2, 2, 5, 50, 2, Activation::Tanh, 10, 3.0), 20, 1.0, 19, 2, 1.5, false);
-    check_gpu(&nsf(1, 1, 2, 41, 1, Activation::Relu, 4, 2.0), 21, 1.0, 5, 1, 1.5, false);
+    check_inverse_grad_gpu(&nsf(2, 2, 5, 50, 2, Activation::Tanh, 10, 3.0), 20, 1.0, 19, 2, 1.5, false);
+    check_inverse_grad_gpu(&nsf(1, 1, 2, 41, 1, Activation::Relu, 4, 2.0), 21, 1.0, 5, 1, 1.5, false);
     // Draws in the identity tails (|z| up to 5 against B = 2.5), K = 3, accumulation.
-    check_gpu(&nsf(3, 5, 3, 45, 2, Activation::Gelu, 7, 2.5), 22, 1.0, 30, 3, 5.0, true);
+    check_inverse_grad_gpu(&nsf(3, 5, 3, 45, 2, Activation::Gelu, 7, 2.5), 22, 1.0, 30, 3, 5.0, true);
 }
 
 #[test]

@@ -15,19 +15,29 @@ fn validate(name: &str, src: &str) -> Result<naga::valid::ModuleInfo, String> {
     .map_err(|e| format!("{name}: {}", e.emit_to_string(src)))
 }
 
-/// Every source of every registered shader: its own, and its subgroup variant where it has one.
+/// Every source of every registered shader: its own, its subgroup variant where it has one, and
+/// both again for its wide build where it has one.
 fn sources() -> impl Iterator<Item = (String, &'static ShaderDef, &'static str)> {
     SHADERS.iter().flat_map(|def| {
-        std::iter::once((def.name.to_string(), def, def.source)).chain(
+        let wide = def.wide.as_ref();
+        [
+            Some((def.name.to_string(), def.source)),
             def.subgroup_source
-                .map(|src| (format!("{} (subgroup)", def.name), def, src)),
-        )
+                .map(|src| (format!("{} (subgroup)", def.name), src)),
+            wide.map(|w| (format!("{} (wide)", def.name), w.source)),
+            wide.and_then(|w| w.subgroup_source)
+                .map(|src| (format!("{} (wide, subgroup)", def.name), src)),
+        ]
+        .into_iter()
+        .flatten()
+        .map(move |(name, src)| (name, def, src))
     })
 }
 
 #[test]
 fn every_registered_shader_validates() {
     assert!(sources().any(|(name, _, _)| name.ends_with("(subgroup)")));
+    assert!(sources().any(|(name, _, _)| name.ends_with("(wide, subgroup)")));
     for (name, _, src) in sources() {
         if let Err(e) = validate(&name, src) {
             panic!("{e}");

@@ -63,14 +63,10 @@ override MIN_H: f32 = 1e-3;
 override MIN_D: f32 = 1e-3;
 override RAW_SCALE: f32 = 1.0; // widths and heights logits are scaled by this (1/sqrt(H), as nflows)
 
-const MAXD: u32 = 32u;
-const MAXD4: u32 = 8u;
-const MAXE4: u32 = 32u;
-const MAXH4: u32 = 32u;
+// Spline capacities (bins <= 32); those of the per-row kernels are in lib/flow_limits.wgsl.
 const MAXK: u32 = 32u;
 const MAXK1: u32 = 33u;
 const MAXP: u32 = 96u;
-const MAXO4: u32 = 24u;      // output blocks handled at once: MAF NO4 (<= 16), NSF PS4 (<= 24)
 const LOG_2PI: f32 = 1.8378770664093453;
 
 // A zero the compiler cannot see through (set from the uniform by every entry point): loops over

@@ -8,4 +8,4 @@ pub mod pipeline;
 pub use buffer::{groups_1d, Bind, Dispatch, GpuTensor};
 pub use context::{list_adapters, AdapterOptions, AdapterSummary, BackendChoice, GpuContext};
 pub use error::{GpuError, GpuResult};
-pub use pipeline::{ShaderDef, Slot, SHADERS};
+pub use pipeline::{ShaderDef, Slot, WideDef, SHADERS};

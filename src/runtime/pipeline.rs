@@ -24,7 +24,41 @@ pub struct ShaderDef {
     /// they differ: the flow kernels with `lib/flow_tiles_sg.wgsl` in place of
     /// `lib/flow_tiles.wgsl` (tile loads shared by subgroup broadcasts; see that file).
     pub subgroup_source: Option<&'static str>,
+    /// A build with larger private arrays for the pipelines the sources above cannot serve.
+    pub wide: Option<WideDef>,
     pub slots: &'static [Slot],
+}
+
+/// The wide build of a kernel file: the flow kernels with `lib/flow_limits_wide.wgsl` in place of
+/// `lib/flow_limits.wgsl` (WGSL sizes private arrays with constants only, so a flow of dim 128
+/// needs other sources, and small flows keep the small arrays they are fast with).
+pub struct WideDef {
+    pub source: &'static str,
+    pub subgroup_source: Option<&'static str>,
+    /// The narrow sources serve a pipeline whose override constants stay within these bounds
+    /// (name, largest value); one above any of them gets the wide sources.
+    pub narrow_limits: &'static [(&'static str, f64)],
+}
+
+impl ShaderDef {
+    /// Whether a pipeline with these override constants needs the wide sources.
+    pub fn needs_wide(&self, constants: Constants<'_>) -> bool {
+        self.wide.as_ref().is_some_and(|w| {
+            w.narrow_limits.iter().any(|(name, max)| {
+                constants.iter().any(|(k, v)| k == name && v > max)
+            })
+        })
+    }
+
+    /// The WGSL of one build: wide or not, with the subgroup tile loads or not (each falls back
+    /// to the plain source where the definition has no such variant).
+    pub fn source_for(&self, wide: bool, subgroup: bool) -> &'static str {
+        let (plain, sg) = match (&self.wide, wide) {
+            (Some(w), true) => (w.source, w.subgroup_source),
+            _ => (self.source, self.subgroup_source),
+        };
+        sg.filter(|_| subgroup).unwrap_or(plain)
+    }
 }
 
 /// Every kernel under `shaders/`, compiled into the binary. A test checks that this list and the
@@ -37,6 +71,7 @@ pub const SHADERS: &[ShaderDef] = &[
             include_str!("../../shaders/dense.wgsl")
         ),
         subgroup_source: None,
+        wide: None,
         slots: &[U, R, R, R, R, W, W],
     },
     ShaderDef {
@@ -46,18 +81,21 @@ pub const SHADERS: &[ShaderDef] = &[
             include_str!("../../shaders/elementwise.wgsl")
         ),
         subgroup_source: None,
+        wide: None,
         slots: &[U, R, R, W],
     },
     ShaderDef {
         name: "reduce",
         source: include_str!("../../shaders/reduce.wgsl"),
         subgroup_source: None,
+        wide: None,
         slots: &[U, R, W],
     },
     ShaderDef {
         name: "adam",
         source: include_str!("../../shaders/adam.wgsl"),
         subgroup_source: None,
+        wide: None,
         slots: &[U, W, W, W, W, W],
     },
     ShaderDef {
@@ -67,18 +105,21 @@ pub const SHADERS: &[ShaderDef] = &[
             include_str!("../../shaders/philox.wgsl")
         ),
         subgroup_source: None,
+        wide: None,
         slots: &[U, W],
     },
     ShaderDef {
         name: "gather",
         source: include_str!("../../shaders/gather.wgsl"),
         subgroup_source: None,
+        wide: None,
         slots: &[U, R, R, R, R, W, W],
     },
     ShaderDef {
         name: "loss",
         source: include_str!("../../shaders/loss.wgsl"),
         subgroup_source: None,
+        wide: None,
         slots: &[U, R, R, W, W],
     },
     ShaderDef {
@@ -86,15 +127,35 @@ pub const SHADERS: &[ShaderDef] = &[
         source: concat!(
             include_str!("../../shaders/lib/philox.wgsl"),
             include_str!("../../shaders/lib/flow_common.wgsl"),
+            include_str!("../../shaders/lib/flow_limits.wgsl"),
             include_str!("../../shaders/lib/flow_tiles.wgsl"),
             include_str!("../../shaders/flow_rows.wgsl")
         ),
         subgroup_source: Some(concat!(
             include_str!("../../shaders/lib/philox.wgsl"),
             include_str!("../../shaders/lib/flow_common.wgsl"),
+            include_str!("../../shaders/lib/flow_limits.wgsl"),
             include_str!("../../shaders/lib/flow_tiles_sg.wgsl"),
             include_str!("../../shaders/flow_rows.wgsl")
         )),
+        // Flows of dim > 32 (models::flow::MAX_DIM is the wide build's MAXD).
+        wide: Some(WideDef {
+            source: concat!(
+                include_str!("../../shaders/lib/philox.wgsl"),
+                include_str!("../../shaders/lib/flow_common.wgsl"),
+                include_str!("../../shaders/lib/flow_limits_wide.wgsl"),
+                include_str!("../../shaders/lib/flow_tiles.wgsl"),
+                include_str!("../../shaders/flow_rows.wgsl")
+            ),
+            subgroup_source: Some(concat!(
+                include_str!("../../shaders/lib/philox.wgsl"),
+                include_str!("../../shaders/lib/flow_common.wgsl"),
+                include_str!("../../shaders/lib/flow_limits_wide.wgsl"),
+                include_str!("../../shaders/lib/flow_tiles_sg.wgsl"),
+                include_str!("../../shaders/flow_rows.wgsl")
+            )),
+            narrow_limits: &[("D", 32.0)],
+        }),
         slots: &[U, R, R, R, R, W, W, W],
     },
     ShaderDef {
@@ -109,6 +170,8 @@ pub const SHADERS: &[ShaderDef] = &[
             include_str!("../../shaders/lib/flow_tiles_sg.wgsl"),
             include_str!("../../shaders/flow_wgrad.wgsl")
         )),
+        // Its private arrays do not grow with the flow's shape.
+        wide: None,
         slots: &[U, R, R, R, R, W],
     },
     ShaderDef {
@@ -118,6 +181,7 @@ pub const SHADERS: &[ShaderDef] = &[
             include_str!("../../shaders/propose.wgsl")
         ),
         subgroup_source: None,
+        wide: None,
         slots: &[U, R, R, R, W, W],
     },
     ShaderDef {
@@ -127,12 +191,14 @@ pub const SHADERS: &[ShaderDef] = &[
             include_str!("../../shaders/accept.wgsl")
         ),
         subgroup_source: None,
+        wide: None,
         slots: &[U, R, R, R, W, W, W],
     },
     ShaderDef {
         name: "gkl",
         source: include_str!("../../shaders/gkl.wgsl"),
         subgroup_source: None,
+        wide: None,
         slots: &[U, R, R, R, W, W],
     },
 ];
@@ -150,13 +216,18 @@ pub type Constants<'a> = &'a [(&'a str, f64)];
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Key {
     shader: &'static str,
+    /// Built from the wide sources ([`ShaderDef::wide`]).
+    wide: bool,
     entry: &'static str,
     constants: Vec<(String, u64)>,
 }
 
 #[derive(Default)]
 pub struct PipelineCache {
-    modules: Mutex<HashMap<&'static str, (wgpu::ShaderModule, wgpu::BindGroupLayout)>>,
+    /// Per (shader, wide build).
+    modules: Mutex<HashMap<(&'static str, bool), wgpu::ShaderModule>>,
+    /// Per shader: one layout serves both builds (same bindings).
+    layouts: Mutex<HashMap<&'static str, wgpu::BindGroupLayout>>,
     pipelines: Mutex<HashMap<Key, Arc<wgpu::ComputePipeline>>>,
 }
 
@@ -170,24 +241,39 @@ impl PipelineCache {
 }
 
 impl GpuContext {
-    fn module(
-        &self,
-        shader: &'static str,
-    ) -> GpuResult<(wgpu::ShaderModule, wgpu::BindGroupLayout)> {
+    fn module(&self, shader: &'static str, wide: bool) -> GpuResult<wgpu::ShaderModule> {
         let mut modules = self
             .pipelines
             .modules
             .lock()
             .expect("module cache poisoned");
-        if let Some(m) = modules.get(shader) {
+        if let Some(m) = modules.get(&(shader, wide)) {
             return Ok(m.clone());
         }
-        let def = shader_def(shader)?;
-        let source = def
-            .subgroup_source
-            .filter(|_| self.subgroup_kernels)
-            .unwrap_or(def.source);
-        let entries: Vec<wgpu::BindGroupLayoutEntry> = def
+        let source = shader_def(shader)?.source_for(wide, self.subgroup_kernels);
+        let what = if wide { " (wide)" } else { "" };
+        let m = self.scoped(&format!("compiling shader '{shader}'{what}"), || {
+            self.device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(shader),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                })
+        })?;
+        modules.insert((shader, wide), m.clone());
+        Ok(m)
+    }
+
+    /// The bind group layout shared by every entry point of `shader` (both builds).
+    pub fn layout(&self, shader: &'static str) -> GpuResult<wgpu::BindGroupLayout> {
+        let mut layouts = self
+            .pipelines
+            .layouts
+            .lock()
+            .expect("layout cache poisoned");
+        if let Some(l) = layouts.get(shader) {
+            return Ok(l.clone());
+        }
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = shader_def(shader)?
             .slots
             .iter()
             .enumerate()
@@ -211,28 +297,15 @@ impl GpuContext {
                 count: None,
             })
             .collect();
-        let m = self.scoped(&format!("compiling shader '{shader}'"), || {
-            let module = self
-                .device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(shader),
-                    source: wgpu::ShaderSource::Wgsl(source.into()),
-                });
-            let layout = self
-                .device
+        let l = self.scoped(&format!("bind group layout of '{shader}'"), || {
+            self.device
                 .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                     label: Some(shader),
                     entries: &entries,
-                });
-            (module, layout)
+                })
         })?;
-        modules.insert(shader, m.clone());
-        Ok(m)
-    }
-
-    /// The bind group layout shared by every entry point of `shader`.
-    pub fn layout(&self, shader: &'static str) -> GpuResult<wgpu::BindGroupLayout> {
-        Ok(self.module(shader)?.1)
+        layouts.insert(shader, l.clone());
+        Ok(l)
     }
 
     /// A compute pipeline for `shader::entry` with the given override constants; built once, then
@@ -243,8 +316,10 @@ impl GpuContext {
         entry: &'static str,
         constants: Constants<'_>,
     ) -> GpuResult<Arc<wgpu::ComputePipeline>> {
+        let wide = shader_def(shader)?.needs_wide(constants);
         let key = Key {
             shader,
+            wide,
             entry,
             constants: constants
                 .iter()
@@ -260,9 +335,10 @@ impl GpuContext {
         {
             return Ok(p.clone());
         }
-        let (module, bgl) = self.module(shader)?;
+        let module = self.module(shader, wide)?;
+        let bgl = self.layout(shader)?;
         let consts: Vec<(&str, f64)> = constants.to_vec();
-        let label = format!("{shader}::{entry}");
+        let label = format!("{shader}::{entry}{}", if wide { " (wide)" } else { "" });
         let p = self.scoped(&format!("building pipeline {label} {constants:?}"), || {
             let layout = self
                 .device

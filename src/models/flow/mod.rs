@@ -40,7 +40,13 @@
 //! lavapipe (longer for hidden widths ≤ 24, whose loops the compiler unrolls fully); Mesa keeps
 //! them in its on-disk shader cache afterwards.
 //!
-//! Limits (private arrays of the kernels): dim ≤ 32, context_dim ≤ 128, hidden ≤ 128, bins ≤ 32.
+//! Limits (private arrays of the kernels): dim ≤ 128, context_dim ≤ 128, hidden ≤ 128, bins ≤ 32.
+//! Flows of dim ≤ [`NARROW_DIM`] run `flow_rows` built with `shaders/lib/flow_limits.wgsl`; wider
+//! ones get the build with `shaders/lib/flow_limits_wide.wgsl` (larger private arrays for the
+//! dims), which the pipeline cache picks from the override constant `D` (`ShaderDef::wide`).
+//! Private memory per invocation: ≈ 22 KiB narrow, ≈ 32 KiB wide. On lavapipe the wide
+//! pipelines compile in about the time the narrow ones do (3–16 s each at d = 64 and 128, hidden
+//! 50, 5 transforms, shader cache off).
 //! Tape memory of a [`FlowTrainPlan`]: [`FlowConfig::tape_len`] + [`FlowConfig::grad_tape_len`]
 //! floats; use [`FlowLogProbPlan`] (no tape) for large evaluation batches.
 
@@ -59,8 +65,11 @@ pub const ALPHA_MAX: f64 = 5.0;
 pub const MIN_BIN_WIDTH: f64 = 1e-3;
 pub const MIN_BIN_HEIGHT: f64 = 1e-3;
 pub const MIN_DERIVATIVE: f64 = 1e-3;
-/// Limits of the kernels' private arrays.
-pub const MAX_DIM: usize = 32;
+/// Limits of the kernels' private arrays (`MAXD` of `shaders/lib/flow_limits_wide.wgsl`, ...).
+pub const MAX_DIM: usize = 128;
+/// The largest dim the narrow build of `flow_rows` serves (`MAXD` of
+/// `shaders/lib/flow_limits.wgsl`); wider flows run the wide build.
+pub const NARROW_DIM: usize = 32;
 pub const MAX_CONTEXT: usize = 128;
 pub const MAX_HIDDEN: usize = 128;
 pub const MAX_BINS: usize = 32;
@@ -287,7 +296,9 @@ impl FlowConfig {
         (per_t * self.transforms) as f64
     }
 
-    fn constants(&self) -> Vec<(&'static str, f64)> {
+    /// The override constants of the flow kernels for this shape (`D` also picks the narrow or
+    /// the wide build of `flow_rows`).
+    pub fn constants(&self) -> Vec<(&'static str, f64)> {
         let l = self.layout();
         let need_z = matches!(self.act, Activation::Gelu | Activation::Silu);
         vec![
