@@ -358,3 +358,28 @@ fn shards_concatenate_to_the_unsharded_run() {
     ]);
     assert_ne!(load_npz(d.join("other.npz")).unwrap().theta, whole.theta);
 }
+
+#[test]
+fn the_high_dimensional_gaussian_linear_is_a_task_of_every_command() {
+    // `gaussian_linear_d<d>` used to be known to `bench` alone; simulate (and train, sample,
+    // reference, log-prob) resolve task names through the same function now.
+    let d = scratch("highdim");
+    let bin = env!("CARGO_BIN_EXE_gkl-gpu");
+    let out = d.join("gl16.npz");
+    let o = Command::new(bin)
+        .args(["simulate", "--task", "gaussian_linear_d16", "--num-simulations", "50", "--seed", "3", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = load_npz(&out).unwrap();
+    assert_eq!((s.dim_theta, s.dim_x, s.rows()), (16, 16, 50));
+    let bad = Command::new(bin)
+        .args(["simulate", "--task", "gaussian_linear_dx", "--num-simulations", "5", "--out"])
+        .arg(d.join("bad.npz"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let e = String::from_utf8_lossy(&bad.stderr);
+    assert!(e.contains("gaussian_linear_dx: expected gaussian_linear_d<d>"), "{e}");
+}

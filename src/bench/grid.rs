@@ -5,7 +5,6 @@
 //! stopped: finished rows are never redone, and a cell whose model was saved is only re-sampled.
 //! Optionally the same cells run by the `sbi` library (`--peer-python`), scored by the same C2ST.
 
-use super::highdim::GaussianLinearD;
 use super::journal::{row_key, Journal, JournalError, Row};
 use crate::evaluation::c2st::{c2st, C2stConfig, C2stError, Samples};
 use crate::io::{read_samples, write_npy_f64, IoError};
@@ -18,7 +17,7 @@ use crate::sampling::npe::NpePosterior;
 use crate::sampling::rejection::RejectionConfig;
 use crate::training::npe::{train_npe_with, NpeSettings};
 use crate::training::{BaseGradient, Method};
-use gkl_tasks::{task_by_name, Task, TaskError};
+use gkl_tasks::{Task, TaskError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -193,10 +192,7 @@ pub struct GridConfig {
 
 /// Resolves a task name: the sbibm tasks of gkl-tasks, or `gaussian_linear_d<d>`.
 pub fn make_task(name: &str) -> BenchResult<Box<dyn Task>> {
-    match GaussianLinearD::parse(name) {
-        Some(t) => Ok(Box::new(t?)),
-        None => Ok(task_by_name(name)?),
-    }
+    Ok(crate::bench::highdim::task_by_name(name)?)
 }
 
 /// Per-cell facts kept beside the model (written after the model, so its presence means the

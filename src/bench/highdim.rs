@@ -57,6 +57,14 @@ impl GaussianLinearD {
     }
 }
 
+/// Resolves a task name as every command does: gkl-tasks' sbibm tasks, or `gaussian_linear_d<d>`.
+pub fn task_by_name(name: &str) -> Result<Box<dyn Task>, TaskError> {
+    match GaussianLinearD::parse(name) {
+        Some(t) => Ok(Box::new(t?)),
+        None => gkl_tasks::task_by_name(name),
+    }
+}
+
 impl Task for GaussianLinearD {
     fn name(&self) -> &'static str {
         self.name

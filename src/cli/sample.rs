@@ -10,7 +10,7 @@ use gkl_gpu::models::posterior::NpeModel;
 use gkl_gpu::sampling::npe::NpePosterior;
 use gkl_gpu::sampling::rejection::RejectionConfig;
 use gkl_gpu::training::Method;
-use gkl_tasks::task_by_name;
+use gkl_gpu::bench::highdim::task_by_name;
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
