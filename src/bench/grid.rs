@@ -5,6 +5,7 @@
 //! stopped: finished rows are never redone, and a cell whose model was saved is only re-sampled.
 //! Optionally the same cells run by the `sbi` library (`--peer-python`), scored by the same C2ST.
 
+use super::highdim::task_by_name;
 use super::journal::{row_key, Journal, JournalError, Row};
 use crate::evaluation::c2st::{c2st, C2stConfig, C2stError, Samples};
 use crate::io::{read_samples, write_npy_f64, IoError};
@@ -188,11 +189,6 @@ pub struct GridConfig {
     pub peer_python: Option<PathBuf>,
     pub peer_script: PathBuf,
     pub plots: bool,
-}
-
-/// Resolves a task name: the sbibm tasks of gkl-tasks, or `gaussian_linear_d<d>`.
-pub fn make_task(name: &str) -> BenchResult<Box<dyn Task>> {
-    Ok(crate::bench::highdim::task_by_name(name)?)
 }
 
 /// Per-cell facts kept beside the model (written after the model, so its presence means the
@@ -395,8 +391,8 @@ pub fn run(ctx: &GpuContext, cfg: &GridConfig, log: &mut dyn FnMut(&str)) -> Ben
     let tasks: Vec<Box<dyn Task>> = cfg
         .tasks
         .iter()
-        .map(|t| make_task(t))
-        .collect::<BenchResult<_>>()?;
+        .map(|t| task_by_name(t))
+        .collect::<Result<_, _>>()?;
     for task in &tasks {
         for &obs in &cfg.observations {
             task.observation(obs)?;

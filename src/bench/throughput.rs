@@ -23,7 +23,8 @@
 //! proposal as the sampler does (Philox prior draw or an f64 flow inverse, the f64 ratio net,
 //! the acceptance test against the GPU run's log M per observation).
 
-use super::grid::{make_task, simulate, BenchError, BenchResult, TrainProfile};
+use super::grid::{simulate, BenchError, BenchResult, TrainProfile};
+use super::highdim::task_by_name;
 use crate::kernels::adam::cpu::AdamCpu;
 use crate::kernels::adam::AdamConfig;
 use crate::kernels::gkl::cpu as gcpu;
@@ -675,7 +676,7 @@ pub fn run(
     log: &mut dyn FnMut(&str),
 ) -> BenchResult<ThroughputReport> {
     let t0 = Instant::now();
-    let task = make_task(&cfg.task)?;
+    let task = task_by_name(&cfg.task)?;
     if cfg.contrastive == 0 || cfg.batches.contains(&0) || cfg.seconds <= 0.0 {
         return Err(BenchError::Config(
             "--contrastive, every batch size and --seconds must be positive".into(),

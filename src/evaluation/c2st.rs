@@ -183,10 +183,8 @@ pub(super) struct Setup {
 /// `RandomState` (continued after its initialisation).
 pub(super) struct Shuffler {
     rngs: Vec<NumpyRandomState>,
-    /// Each fold's training rows, ascending.
-    train_sets: Vec<Vec<u32>>,
-    /// Each fold's current order of its training rows (positions into `train_sets[f]`).
-    order: Vec<Vec<usize>>,
+    /// Each fold's training rows in their current order (ascending before the first epoch).
+    order: Vec<Vec<u32>>,
     n_train: usize,
 }
 
@@ -194,13 +192,13 @@ impl Shuffler {
     /// Every fold's permutation for the next epoch, `folds × n_train` data rows. Stopped folds
     /// draw theirs too (each fold has its own stream, so this changes nothing for the others).
     fn next_epoch(&mut self) -> Vec<u32> {
-        let mut perm = Vec::with_capacity(self.train_sets.len() * self.n_train);
-        for ((set, order), rng) in self.train_sets.iter().zip(&mut self.order).zip(&mut self.rngs) {
+        let mut perm = Vec::with_capacity(self.order.len() * self.n_train);
+        for (order, rng) in self.order.iter_mut().zip(&mut self.rngs) {
             // sklearn.utils.shuffle(sample_idx): sample_idx[shuffled arange].
             let mut p: Vec<usize> = (0..order.len()).collect();
             rng.shuffle(&mut p);
             *order = p.iter().map(|&i| order[i]).collect();
-            perm.extend(order[..self.n_train].iter().map(|&i| set[i]));
+            perm.extend_from_slice(&order[..self.n_train]);
         }
         perm
     }
@@ -267,8 +265,7 @@ impl Setup {
             adam: AdamConfig { lr: cfg.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, max_norm: 0.0, eps_on_raw_v: true },
             l2: (cfg.alpha / batch as f64) as f32,
         };
-        let order = train_sets.iter().map(|t| (0..t.len()).collect()).collect();
-        Ok((setup, Shuffler { rngs, train_sets, order, n_train }))
+        Ok((setup, Shuffler { rngs, order: train_sets, n_train }))
     }
 }
 

@@ -61,6 +61,20 @@ impl ShaderDef {
     }
 }
 
+/// One build of `flow_rows`: its shared pieces with the given capacity limits
+/// (`lib/flow_limits*.wgsl`) and tile loads (`lib/flow_tiles*.wgsl`).
+macro_rules! flow_rows_source {
+    ($limits:literal, $tiles:literal) => {
+        concat!(
+            include_str!("../../shaders/lib/philox.wgsl"),
+            include_str!("../../shaders/lib/flow_common.wgsl"),
+            include_str!(concat!("../../shaders/lib/", $limits, ".wgsl")),
+            include_str!(concat!("../../shaders/lib/", $tiles, ".wgsl")),
+            include_str!("../../shaders/flow_rows.wgsl")
+        )
+    };
+}
+
 /// Every kernel under `shaders/`, compiled into the binary. A test checks that this list and the
 /// directory agree, and validates each one with naga.
 pub const SHADERS: &[ShaderDef] = &[
@@ -124,36 +138,12 @@ pub const SHADERS: &[ShaderDef] = &[
     },
     ShaderDef {
         name: "flow_rows",
-        source: concat!(
-            include_str!("../../shaders/lib/philox.wgsl"),
-            include_str!("../../shaders/lib/flow_common.wgsl"),
-            include_str!("../../shaders/lib/flow_limits.wgsl"),
-            include_str!("../../shaders/lib/flow_tiles.wgsl"),
-            include_str!("../../shaders/flow_rows.wgsl")
-        ),
-        subgroup_source: Some(concat!(
-            include_str!("../../shaders/lib/philox.wgsl"),
-            include_str!("../../shaders/lib/flow_common.wgsl"),
-            include_str!("../../shaders/lib/flow_limits.wgsl"),
-            include_str!("../../shaders/lib/flow_tiles_sg.wgsl"),
-            include_str!("../../shaders/flow_rows.wgsl")
-        )),
+        source: flow_rows_source!("flow_limits", "flow_tiles"),
+        subgroup_source: Some(flow_rows_source!("flow_limits", "flow_tiles_sg")),
         // Flows of dim > 32 (models::flow::MAX_DIM is the wide build's MAXD).
         wide: Some(WideDef {
-            source: concat!(
-                include_str!("../../shaders/lib/philox.wgsl"),
-                include_str!("../../shaders/lib/flow_common.wgsl"),
-                include_str!("../../shaders/lib/flow_limits_wide.wgsl"),
-                include_str!("../../shaders/lib/flow_tiles.wgsl"),
-                include_str!("../../shaders/flow_rows.wgsl")
-            ),
-            subgroup_source: Some(concat!(
-                include_str!("../../shaders/lib/philox.wgsl"),
-                include_str!("../../shaders/lib/flow_common.wgsl"),
-                include_str!("../../shaders/lib/flow_limits_wide.wgsl"),
-                include_str!("../../shaders/lib/flow_tiles_sg.wgsl"),
-                include_str!("../../shaders/flow_rows.wgsl")
-            )),
+            source: flow_rows_source!("flow_limits_wide", "flow_tiles"),
+            subgroup_source: Some(flow_rows_source!("flow_limits_wide", "flow_tiles_sg")),
             narrow_limits: &[("D", 32.0)],
         }),
         slots: &[U, R, R, R, R, W, W, W],
