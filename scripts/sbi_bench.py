@@ -2,12 +2,15 @@
 by the sbi library, on the same machine as ours.
 
 Usage:
-  PY scripts/sbi_bench.py TASK {npe|nre} NSIMS --seed S --observations 1,2,3 --samples N --out DIR
+  PY scripts/sbi_bench.py TASK {npe|nre} NSIMS --seed S --observations 1,2,3 --samples N
+      [--max-seconds T] --out DIR
 
 npe: sbi's NPE (NPE_C) with a neural spline flow (sbibm's NPE); nre: sbi's NRE (NRE_A, the
 classifier of sbibm's NRE), sampled by rejection from the prior. sbi's defaults otherwise (batch 200,
 early stopping after 20 epochs without improvement). Simulations come from sbibm's own simulator.
-Writes DIR/samples_obs<K>.npy (N x d, float64) per observation, then DIR/result.json
+Sampling an observation stops after T seconds (the grid's --max-sample-seconds) and keeps the
+samples found so far, as ours does: sbi's rejection from the prior, and NPE's rejection of leaked
+mass outside the prior's support, can otherwise run for hours. Writes DIR/samples_obs<K>.npy (N x d, float64) per observation, then DIR/result.json
 (simulate_s, train_s, epochs, sample_s per observation) last, renamed into place, so its presence
 means the cell is complete. gkl-gpu scores the samples with its own C2ST against the same
 reference samples as its own rows.
@@ -23,6 +26,10 @@ import numpy as np
 import torch
 
 torch.set_num_threads(os.cpu_count() or 2)
+# sbibm's slcp_distractors unpickles a pyro mixture with torch.load, which PyTorch >= 2.6 refuses
+# under its weights_only default; these are sbibm's own files.
+_torch_load = torch.load
+torch.load = lambda *a, **k: _torch_load(*a, **{"weights_only": False, **k})
 import sbibm  # noqa: E402
 from sbi.inference import NPE_C, NRE_A  # noqa: E402
 
@@ -33,6 +40,7 @@ ap.add_argument("nsims", type=int)
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--observations", required=True)
 ap.add_argument("--samples", type=int, default=10_000)
+ap.add_argument("--max-seconds", type=float, default=None)
 ap.add_argument("--out", required=True)
 a = ap.parse_args()
 os.makedirs(a.out, exist_ok=True)
@@ -56,18 +64,41 @@ inf.train(training_batch_size=200)
 train_s = time.perf_counter() - t0
 summary = getattr(inf, "_summary", None) or getattr(inf, "summary", None) or {}
 epochs = (summary.get("epochs_trained") or [None])[-1] or len(summary.get("training_loss", []))
+best_val = (summary.get("best_validation_loss") or [None])[-1]
 
 posterior = inf.build_posterior() if a.method == "npe" else inf.build_posterior(sample_with="rejection")
+
+
+def rejection_partial(posterior, x_o):
+    """RejectionPosterior.sample's own call, without its final reshape to (samples, d), which
+    fails in sbi 0.27 when a timeout returns fewer samples than asked for."""
+    from functools import partial
+    from sbi.samplers.rejection.rejection import rejection_sample
+    posterior.potential_fn.set_x(posterior._x_else_default_x(x_o))
+    samples, _ = rejection_sample(
+        partial(posterior.potential_fn, track_gradients=True), proposal=posterior.proposal,
+        theta_transform=posterior.theta_transform, num_samples=a.samples, show_progress_bars=False,
+        warn_acceptance=0.01, max_sampling_batch_size=posterior.max_sampling_batch_size,
+        num_samples_to_find_max=posterior.num_samples_to_find_max,
+        num_iter_to_find_max=posterior.num_iter_to_find_max, m=posterior.m,
+        max_sampling_time=a.max_seconds, return_partial_on_timeout=True, device=posterior._device)
+    return samples.reshape(samples.shape[0], -1)
+
+
 sample_s = {}
 for k in [int(s) for s in a.observations.split(",") if s]:
     x_o = task.get_observation(num_observation=k)
     t0 = time.perf_counter()
-    s = posterior.sample((a.samples,), x=x_o, show_progress_bars=False)
+    if a.method == "npe":
+        s = posterior.sample((a.samples,), x=x_o, show_progress_bars=False,
+                             max_sampling_time=a.max_seconds, return_partial_on_timeout=True)
+    else:
+        s = rejection_partial(posterior, x_o)
     sample_s[str(k)] = time.perf_counter() - t0
     np.save(os.path.join(a.out, f"samples_obs{k}.npy"), s.numpy().astype(np.float64))
 
 result = dict(task=a.task, method=a.method, nsims=a.nsims, seed=a.seed, simulate_s=simulate_s,
-              train_s=train_s, epochs=int(epochs), sample_s=sample_s)
+              train_s=train_s, epochs=int(epochs), best_validation_loss=best_val, sample_s=sample_s)
 tmp = os.path.join(a.out, "result.json.tmp")
 with open(tmp, "w") as f:
     json.dump(result, f)

@@ -144,10 +144,18 @@ fn bench_grid_is_resumable_and_writes_reports() {
         "header and one line per row:\n{csv}"
     );
     assert!(csv.starts_with("task,method,contrastive,budget,seed,observation,c2st"));
-    assert!(csv.lines().next().unwrap().ends_with(",base_gradient,c2st_device,adapter"), "{csv}");
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with(",base_gradient,c2st_device,adapter"),
+        "{csv}"
+    );
     // Every row names the adapter that trained and sampled it, quoted (names contain commas).
     assert!(
-        csv.lines().skip(1).all(|l| l.contains(",detached,gpu,\"") && l.ends_with(")\"")),
+        csv.lines()
+            .skip(1)
+            .all(|l| l.contains(",detached,gpu,\"") && l.ends_with(")\"")),
         "{csv}"
     );
     let table = std::fs::read_to_string(out.join("table.md")).unwrap();
@@ -207,7 +215,10 @@ fn bench_rejects_bad_grids_with_one_line() {
         (vec!["--observations", "9"], "observation 9 does not exist"),
         (vec!["--tasks", "no_such_task"], "unknown task"),
         (vec!["--contrastive", "0"], "K must be at least 1"),
-        (vec!["--base-gradient", "sideways"], "invalid value 'sideways'"),
+        (
+            vec!["--base-gradient", "sideways"],
+            "invalid value 'sideways'",
+        ),
     ] {
         let out = std::env::temp_dir().join(format!("gkl-bench-bad-{}", std::process::id()));
         let mut a = vec![

@@ -367,7 +367,16 @@ fn the_high_dimensional_gaussian_linear_is_a_task_of_every_command() {
     let bin = env!("CARGO_BIN_EXE_gkl-gpu");
     let out = d.join("gl16.npz");
     let o = Command::new(bin)
-        .args(["simulate", "--task", "gaussian_linear_d16", "--num-simulations", "50", "--seed", "3", "--out"])
+        .args([
+            "simulate",
+            "--task",
+            "gaussian_linear_d16",
+            "--num-simulations",
+            "50",
+            "--seed",
+            "3",
+            "--out",
+        ])
         .arg(&out)
         .output()
         .unwrap();
@@ -375,11 +384,21 @@ fn the_high_dimensional_gaussian_linear_is_a_task_of_every_command() {
     let s = load_npz(&out).unwrap();
     assert_eq!((s.dim_theta, s.dim_x, s.rows()), (16, 16, 50));
     let bad = Command::new(bin)
-        .args(["simulate", "--task", "gaussian_linear_dx", "--num-simulations", "5", "--out"])
+        .args([
+            "simulate",
+            "--task",
+            "gaussian_linear_dx",
+            "--num-simulations",
+            "5",
+            "--out",
+        ])
         .arg(d.join("bad.npz"))
         .output()
         .unwrap();
     assert!(!bad.status.success());
     let e = String::from_utf8_lossy(&bad.stderr);
-    assert!(e.contains("gaussian_linear_dx: expected gaussian_linear_d<d>"), "{e}");
+    assert!(
+        e.contains("gaussian_linear_dx: expected gaussian_linear_d<d>"),
+        "{e}"
+    );
 }

@@ -15,7 +15,16 @@ use gkl_gpu::models::flow::FlowKind::{Maf, Nsf};
 use gkl_gpu::models::flow::{FlowConfig, FlowInverseGradOptions, FlowInverseGradPlan};
 
 #[allow(clippy::too_many_arguments)]
-fn nsf(d: usize, e: usize, t: usize, h: usize, l: usize, act: Activation, k: usize, b: f64) -> FlowConfig {
+fn nsf(
+    d: usize,
+    e: usize,
+    t: usize,
+    h: usize,
+    l: usize,
+    act: Activation,
+    k: usize,
+    b: f64,
+) -> FlowConfig {
     let mut c = config(Nsf, d, e, t, h, l, act);
     c.bins = k;
     c.tail_bound = b;
@@ -23,8 +32,20 @@ fn nsf(d: usize, e: usize, t: usize, h: usize, l: usize, act: Activation, k: usi
 }
 
 /// L = Σ u ⊙ θ(z; w, c) by the reference inverse.
-fn objective(cfg: &FlowConfig, w: &FlowWeights, z: &[f64], c: &[f64], rows: usize, u: &[f64]) -> f64 {
-    cpu::inverse(cfg, w, z, c, rows).0.iter().zip(u).map(|(a, b)| a * b).sum()
+fn objective(
+    cfg: &FlowConfig,
+    w: &FlowWeights,
+    z: &[f64],
+    c: &[f64],
+    rows: usize,
+    u: &[f64],
+) -> f64 {
+    cpu::inverse(cfg, w, z, c, rows)
+        .0
+        .iter()
+        .zip(u)
+        .map(|(a, b)| a * b)
+        .sum()
 }
 
 /// The reference's gradient in every free parameter and context entry against central
@@ -77,44 +98,139 @@ fn check_fd(cfg: &FlowConfig, seed: u64, spread: f64, rows: usize, z_scale: f64)
     }
     assert!(checked > 10);
     // The gradient is not trivially zero.
-    assert!(an.iter().any(|v| v.abs() > 1e-3) && gc.iter().any(|v| v.abs() > 1e-3), "{what}");
+    assert!(
+        an.iter().any(|v| v.abs() > 1e-3) && gc.iter().any(|v| v.abs() > 1e-3),
+        "{what}"
+    );
     z.iter().filter(|v| v.abs() > cfg.tail_bound).count()
 }
 
 #[test]
 fn maf_inverse_gradient_reference_matches_finite_differences() {
-    check_fd(&config(Maf, 3, 2, 2, 5, 2, Activation::Tanh), 1, 1.0, 4, 1.5);
-    check_fd(&config(Maf, 1, 2, 3, 4, 1, Activation::Silu), 2, 1.0, 3, 1.5);
+    check_fd(
+        &config(Maf, 3, 2, 2, 5, 2, Activation::Tanh),
+        1,
+        1.0,
+        4,
+        1.5,
+    );
+    check_fd(
+        &config(Maf, 1, 2, 3, 4, 1, Activation::Silu),
+        2,
+        1.0,
+        3,
+        1.5,
+    );
     // Soft clamp active: large raw log-scales.
-    check_fd(&config(Maf, 2, 1, 2, 4, 1, Activation::Tanh), 3, 6.0, 3, 1.0);
+    check_fd(
+        &config(Maf, 2, 1, 2, 4, 1, Activation::Tanh),
+        3,
+        6.0,
+        3,
+        1.0,
+    );
 }
 
 #[test]
 fn nsf_inverse_gradient_reference_matches_finite_differences() {
-    let inside = check_fd(&nsf(2, 2, 2, 5, 2, Activation::Tanh, 5, 2.0), 4, 2.0, 4, 1.5);
+    let inside = check_fd(
+        &nsf(2, 2, 2, 5, 2, Activation::Tanh, 5, 2.0),
+        4,
+        2.0,
+        4,
+        1.5,
+    );
     assert_eq!(inside, 0, "draws meant to stay inside the bins");
-    check_fd(&nsf(1, 1, 2, 4, 1, Activation::Tanh, 4, 2.0), 5, 2.0, 3, 1.5);
+    check_fd(
+        &nsf(1, 1, 2, 4, 1, Activation::Tanh, 4, 2.0),
+        5,
+        2.0,
+        3,
+        1.5,
+    );
     // d = 3 with many draws in the identity tails (|z| > 1.5).
-    let tails = check_fd(&nsf(3, 1, 2, 4, 1, Activation::Silu, 3, 1.5), 6, 2.0, 5, 3.0);
+    let tails = check_fd(
+        &nsf(3, 1, 2, 4, 1, Activation::Silu, 3, 1.5),
+        6,
+        2.0,
+        5,
+        3.0,
+    );
     assert!(tails >= 4, "only {tails} draws in the tails");
 }
 
 #[test]
 fn maf_gpu_inverse_gradient_matches_reference() {
-    check_inverse_grad_gpu(&config(Maf, 2, 2, 5, 50, 2, Activation::Tanh), 10, 1.0, 19, 2, 1.5, false);
-    check_inverse_grad_gpu(&config(Maf, 1, 1, 2, 41, 1, Activation::Relu), 11, 1.0, 5, 1, 1.5, false);
+    check_inverse_grad_gpu(
+        &config(Maf, 2, 2, 5, 50, 2, Activation::Tanh),
+        10,
+        1.0,
+        19,
+        2,
+        1.5,
+        false,
+    );
+    check_inverse_grad_gpu(
+        &config(Maf, 1, 1, 2, 41, 1, Activation::Relu),
+        11,
+        1.0,
+        5,
+        1,
+        1.5,
+        false,
+    );
     // GELU keeps pre-activations on the tape; 3 hidden layers; accumulation.
-    check_inverse_grad_gpu(&config(Maf, 3, 5, 3, 45, 3, Activation::Gelu), 12, 1.0, 43, 3, 1.5, true);
+    check_inverse_grad_gpu(
+        &config(Maf, 3, 5, 3, 45, 3, Activation::Gelu),
+        12,
+        1.0,
+        43,
+        3,
+        1.5,
+        true,
+    );
     // 520 rows: the weight gradients in two chunks, reduced onto the existing gradient.
-    check_inverse_grad_gpu(&config(Maf, 5, 3, 2, 37, 2, Activation::Elu), 13, 1.0, 260, 2, 1.5, true);
+    check_inverse_grad_gpu(
+        &config(Maf, 5, 3, 2, 37, 2, Activation::Elu),
+        13,
+        1.0,
+        260,
+        2,
+        1.5,
+        true,
+    );
 }
 
 #[test]
 fn nsf_gpu_inverse_gradient_matches_reference() {
-    check_inverse_grad_gpu(&nsf(2, 2, 5, 50, 2, Activation::Tanh, 10, 3.0), 20, 1.0, 19, 2, 1.5, false);
-    check_inverse_grad_gpu(&nsf(1, 1, 2, 41, 1, Activation::Relu, 4, 2.0), 21, 1.0, 5, 1, 1.5, false);
+    check_inverse_grad_gpu(
+        &nsf(2, 2, 5, 50, 2, Activation::Tanh, 10, 3.0),
+        20,
+        1.0,
+        19,
+        2,
+        1.5,
+        false,
+    );
+    check_inverse_grad_gpu(
+        &nsf(1, 1, 2, 41, 1, Activation::Relu, 4, 2.0),
+        21,
+        1.0,
+        5,
+        1,
+        1.5,
+        false,
+    );
     // Draws in the identity tails (|z| up to 5 against B = 2.5), K = 3, accumulation.
-    check_inverse_grad_gpu(&nsf(3, 5, 3, 45, 2, Activation::Gelu, 7, 2.5), 22, 1.0, 30, 3, 5.0, true);
+    check_inverse_grad_gpu(
+        &nsf(3, 5, 3, 45, 2, Activation::Gelu, 7, 2.5),
+        22,
+        1.0,
+        30,
+        3,
+        5.0,
+        true,
+    );
 }
 
 #[test]
@@ -126,10 +242,16 @@ fn inverse_gradient_plan_rejects_bad_layouts() {
     let samples = ctx.tensor_zeros("samples", 6 * 4).unwrap();
     let small = ctx.tensor_zeros("dtheta", 6 * 4 - 3).unwrap();
     let dct = ctx.tensor_zeros("dcontext", 3 * 4).unwrap();
-    let opts = |dc| FlowInverseGradOptions { ctx_div: 2, dcontext: dc, ..Default::default() };
+    let opts = |dc| FlowInverseGradOptions {
+        ctx_div: 2,
+        dcontext: dc,
+        ..Default::default()
+    };
     assert!(FlowInverseGradPlan::new(ctx, &s.flow, 6, &samples, &ct, &small, opts(None)).is_err());
     let ok = ctx.tensor_zeros("dtheta", 6 * 4).unwrap();
-    assert!(FlowInverseGradPlan::new(ctx, &s.flow, 6, &samples, &ct, &ok, opts(Some(&dct))).is_ok());
+    assert!(
+        FlowInverseGradPlan::new(ctx, &s.flow, 6, &samples, &ct, &ok, opts(Some(&dct))).is_ok()
+    );
     // 7 rows do not split into context rows of 2.
     let ok7 = ctx.tensor_zeros("dtheta", 7 * 4).unwrap();
     let s7 = ctx.tensor_zeros("samples", 7 * 4).unwrap();

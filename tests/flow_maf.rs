@@ -29,6 +29,10 @@ fn maf_gpu_matches_cpu() {
     check_gpu_against_cpu(&cfg, 12, 130, 1.0, 1.5, true, Some(3));
     let cfg = config(Maf, 5, 3, 2, 37, 2, Activation::Elu);
     check_gpu_against_cpu(&cfg, 13, 1, 1.0, 1.5, false, None);
+    // nflows' MADE wiring (models saved before `context_every_dim` existed).
+    let mut cfg = config(Maf, 3, 2, 3, 20, 2, Activation::Relu);
+    cfg.context_every_dim = false;
+    check_gpu_against_cpu(&cfg, 14, 29, 1.0, 1.5, false, None);
 }
 
 #[test]
@@ -62,36 +66,43 @@ fn maf_density_integrates_to_one() {
 /// order (natural for even t, reversed for odd t), and on every context entry.
 #[test]
 fn made_is_autoregressive_in_each_transforms_order() {
-    let cfg = config(Maf, 4, 2, 2, 11, 2, Activation::Tanh);
-    let mut g = rng(70);
-    let w = FlowWeights::init(&cfg, &mut g);
-    let x = data(&mut g, 4, 1.0);
-    let c = data(&mut g, 2, 1.0);
-    let p = cfg.params_per_dim();
-    for t in 0..2 {
-        let base = cpu::made_outputs(&cfg, &w, t, &x, &c);
-        let pos = |i: usize| if t % 2 == 0 { i } else { 3 - i };
-        for j in 0..4 {
-            let mut x2 = x.clone();
-            x2[j] += 0.5;
-            let out = cpu::made_outputs(&cfg, &w, t, &x2, &c);
+    for context_every_dim in [false, true] {
+        let mut cfg = config(Maf, 4, 2, 2, 11, 2, Activation::Tanh);
+        cfg.context_every_dim = context_every_dim;
+        let mut g = rng(70);
+        let w = FlowWeights::init(&cfg, &mut g);
+        let x = data(&mut g, 4, 1.0);
+        let c = data(&mut g, 2, 1.0);
+        let p = cfg.params_per_dim();
+        for t in 0..2 {
+            let base = cpu::made_outputs(&cfg, &w, t, &x, &c);
+            let pos = |i: usize| if t % 2 == 0 { i } else { 3 - i };
+            for j in 0..4 {
+                let mut x2 = x.clone();
+                x2[j] += 0.5;
+                let out = cpu::made_outputs(&cfg, &w, t, &x2, &c);
+                for i in 0..4 {
+                    let changed = (0..p).any(|q| (out[i * p + q] - base[i * p + q]).abs() > 1e-12);
+                    assert_eq!(
+                        changed,
+                        pos(j) < pos(i),
+                        "t{t}: output {i} vs input {j} (changed: {changed})"
+                    );
+                }
+            }
+            // nflows' wiring: the context reaches every output except the first in the order
+            // (which sees no hidden unit). With context_every_dim it reaches all of them.
+            let mut c2 = c.clone();
+            c2[1] += 0.5;
+            let out = cpu::made_outputs(&cfg, &w, t, &x, &c2);
             for i in 0..4 {
                 let changed = (0..p).any(|q| (out[i * p + q] - base[i * p + q]).abs() > 1e-12);
                 assert_eq!(
                     changed,
-                    pos(j) < pos(i),
-                    "t{t}: output {i} vs input {j} (changed: {changed})"
+                    context_every_dim || pos(i) > 0,
+                    "context_every_dim {context_every_dim}, t{t}: output {i} vs context"
                 );
             }
-        }
-        // The context reaches every output except the first in the order (which sees no
-        // hidden unit, as in nflows' MADE).
-        let mut c2 = c.clone();
-        c2[1] += 0.5;
-        let out = cpu::made_outputs(&cfg, &w, t, &x, &c2);
-        for i in 0..4 {
-            let changed = (0..p).any(|q| (out[i * p + q] - base[i * p + q]).abs() > 1e-12);
-            assert_eq!(changed, pos(i) > 0, "t{t}: output {i} vs context");
         }
     }
 }

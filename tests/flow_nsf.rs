@@ -44,6 +44,35 @@ fn nsf_gpu_matches_cpu() {
     check_gpu_against_cpu(&one_d(), 21, 5, 3.0, 4.0, false, None);
     let cfg = nsf(3, 5, 3, 45, 2, Activation::Gelu, 7, 2.5);
     check_gpu_against_cpu(&cfg, 22, 130, 3.0, 5.0, true, Some(3));
+    // nflows' MADE wiring and spline parameterization (models saved before those options).
+    let mut cfg = nsf(3, 2, 3, 20, 2, Activation::Relu, 6, 3.0);
+    cfg.context_every_dim = false;
+    cfg.spline_identity_init = false;
+    check_gpu_against_cpu(&cfg, 23, 29, 3.0, 5.0, false, None);
+}
+
+/// With `spline_identity_init` a zero network output is the identity map: uniform bins and unit
+/// inner derivatives. nflows' parameterization gives derivative softplus(0) + min ≈ 0.69 there.
+#[test]
+fn zero_raw_parameters_give_the_identity_spline() {
+    let mut cfg = nsf(1, 1, 1, 9, 1, Activation::Tanh, 6, 2.0);
+    let raw = vec![0.0; cfg.params_per_dim()];
+    let sp = Spline::new(&cfg, &raw);
+    for i in 0..=40 {
+        let x = -2.5 + 5.0 * i as f64 / 40.0;
+        let (y, ld) = sp.forward(x);
+        assert!(
+            (y - x).abs() < 1e-12 && ld.abs() < 1e-12,
+            "x {x}: y {y}, log-det {ld}"
+        );
+    }
+    cfg.spline_identity_init = false;
+    let sp = Spline::new(&cfg, &raw);
+    let (_, ld) = sp.forward(0.1);
+    assert!(
+        ld.abs() > 0.05,
+        "nflows' parameterization is not the identity at zero: {ld}"
+    );
 }
 
 /// The spline alone: its derivative is exp(log-det), it is monotone and continuous at the knots

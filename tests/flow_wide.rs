@@ -13,7 +13,14 @@ use gkl_gpu::models::flow::{FlowConfig, FlowKind, MAX_DIM, NARROW_DIM};
 use gkl_gpu::runtime::SHADERS;
 use std::time::Instant;
 
-fn cfg(kind: FlowKind, d: usize, e: usize, hidden: usize, layers: usize, act: Activation) -> FlowConfig {
+fn cfg(
+    kind: FlowKind,
+    d: usize,
+    e: usize,
+    hidden: usize,
+    layers: usize,
+    act: Activation,
+) -> FlowConfig {
     let mut c = config(kind, d, e, 2, hidden, layers, act);
     if kind == Nsf {
         c.bins = 6;
@@ -24,11 +31,17 @@ fn cfg(kind: FlowKind, d: usize, e: usize, hidden: usize, layers: usize, act: Ac
 
 /// Every GPU pass of one wide flow against the reference (the first call compiles its pipelines).
 fn check_all(c: &FlowConfig, seed: u64) {
-    let what = format!("{:?} d={} e={} hidden={}", c.kind, c.dim, c.context_dim, c.hidden);
+    let what = format!(
+        "{:?} d={} e={} hidden={}",
+        c.kind, c.dim, c.context_dim, c.hidden
+    );
     let t = Instant::now();
     // log q, z, gradients of every parameter (masked and padding exactly zero) and of the context.
     check_gpu_against_cpu(c, seed, 9, 1.0, 1.5, false, None);
-    eprintln!("{what}: forward + backward (with pipeline builds) {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "{what}: forward + backward (with pipeline builds) {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
     // Sampling from given z, and forward(sample) = z.
     check_roundtrip(c, seed + 1, 6, 1.0, 1.5);
@@ -38,7 +51,10 @@ fn check_all(c: &FlowConfig, seed: u64) {
     let t = Instant::now();
     // The gradient through the samples (2 draws per context row, accumulated onto a gradient).
     check_inverse_grad_gpu(c, seed + 3, 1.0, 3, 2, 1.5, true);
-    eprintln!("{what}: inverse gradient {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "{what}: inverse gradient {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 }
 
 #[test]
@@ -96,7 +112,9 @@ fn the_pipeline_cache_picks_the_wide_build_exactly_past_the_narrow_limits() {
         assert_eq!(wgsl_const(src, "MAXH4"), 32);
     }
     assert!(def.source_for(true, true).contains("subgroupBroadcast"));
-    assert!(def.source_for(false, true).contains("const MAXD: u32 = 32u;"));
+    assert!(def
+        .source_for(false, true)
+        .contains("const MAXD: u32 = 32u;"));
     // The choice, from the flows' own override constants.
     for d in [1, 2, 31, 32, 33, 64, 128] {
         for kind in [Maf, Nsf] {

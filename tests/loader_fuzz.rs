@@ -203,6 +203,8 @@ fn model_dir(dir: &Path) {
         bins: 4,
         tail_bound: 3.0,
         act: Activation::Relu,
+        context_every_dim: true,
+        spline_identity_init: true,
     };
     let align = 64;
     let params = vec![0.01f32; flow.arena_len(align)];
@@ -277,7 +279,8 @@ fn model_directories_never_panic() {
                 ok += 1;
                 // What loads is consistent: the flow fits in the arena it claims.
                 assert!(
-                    model.flow_offset.unwrap() + model.flow.as_ref().unwrap().arena_len(model.arena_align)
+                    model.flow_offset.unwrap()
+                        + model.flow.as_ref().unwrap().arena_len(model.arena_align)
                         <= model.params.len()
                 );
             }

@@ -112,8 +112,10 @@ fn input_gradient_matches_cpu_reference_and_finite_differences() {
         let plan = MlpPlan::with_input_grad(ctx, &mlp, rows).unwrap();
         let k4 = k.div_ceil(4) * 4;
         for m in 0..models {
-            ctx.write(&plan.x, m * rows * k4, &pack(&xs[m], rows, k)).unwrap();
-            ctx.write(&plan.dy, m * rows * 4, &pack(&dys[m], rows, 2)).unwrap();
+            ctx.write(&plan.x, m * rows * k4, &pack(&xs[m], rows, k))
+                .unwrap();
+            ctx.write(&plan.dy, m * rows * 4, &pack(&dys[m], rows, 2))
+                .unwrap();
         }
         let all: Vec<&Dispatch> = plan.forward.iter().chain(&plan.backward).collect();
         ctx.run(&all).unwrap();
@@ -121,14 +123,35 @@ fn input_gradient_matches_cpu_reference_and_finite_differences() {
         let grads = mlp.gradients_all(ctx).unwrap();
         for m in 0..models {
             let tape = cpu::forward(&cfg, &ws[m], &xs[m], rows);
-            let (gw, dx) = cpu::backward_with_input(&cfg, &ws[m], &xs[m], rows, &tape, &dys[m], 0.0);
+            let (gw, dx) =
+                cpu::backward_with_input(&cfg, &ws[m], &xs[m], rows, &tape, &dys[m], 0.0);
             let got = &dx_all[m * rows * k4..(m + 1) * rows * k4];
-            assert_close(&format!("{what} model {m}"), &unpack(got, rows, k), &dx, 1e-4, 1e-3);
+            assert_close(
+                &format!("{what} model {m}"),
+                &unpack(got, rows, k),
+                &dx,
+                1e-4,
+                1e-3,
+            );
             // Padding columns stay zero; the weight gradients are unchanged by the extra launch.
-            assert!(got.chunks(k4).all(|r| r[k..].iter().all(|&v| v == 0.0)), "{what}: padding");
-            assert_close(&format!("{what} weight grads"), &flat(&grads[m]), &flat(&gw), 1e-4, 1e-3);
+            assert!(
+                got.chunks(k4).all(|r| r[k..].iter().all(|&v| v == 0.0)),
+                "{what}: padding"
+            );
+            assert_close(
+                &format!("{what} weight grads"),
+                &flat(&grads[m]),
+                &flat(&gw),
+                1e-4,
+                1e-3,
+            );
             let loss = |x: &[f64]| -> f64 {
-                cpu::forward(&cfg, &ws[m], x, rows).y.iter().zip(&dys[m]).map(|(a, b)| a * b).sum()
+                cpu::forward(&cfg, &ws[m], x, rows)
+                    .y
+                    .iter()
+                    .zip(&dys[m])
+                    .map(|(a, b)| a * b)
+                    .sum()
             };
             let h = 1e-6;
             let fd: Vec<f64> = (0..rows * k)
@@ -139,7 +162,13 @@ fn input_gradient_matches_cpu_reference_and_finite_differences() {
                     (loss(&a) - loss(&b)) / (2.0 * h)
                 })
                 .collect();
-            assert_close(&format!("{what}: reference vs finite differences"), &dx, &fd, 1e-6, 1e-5);
+            assert_close(
+                &format!("{what}: reference vs finite differences"),
+                &dx,
+                &fd,
+                1e-6,
+                1e-5,
+            );
         }
     }
 }

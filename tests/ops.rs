@@ -33,10 +33,7 @@ fn reductions_match_cpu_on_ragged_sizes() {
             .unwrap();
         for op in ReduceOp::ALL {
             let out = ctx.tensor_zeros("out", cols).unwrap();
-            let p = ctx.uniform(
-                "p",
-                &ReduceParams::row_major(rows, cols, stride),
-            );
+            let p = ctx.uniform("p", &ReduceParams::row_major(rows, cols, stride));
             let d = reduce::reduce_cols(ctx, &p, cols, op, false, &xt, &out).unwrap();
             ctx.run(&[&d]).unwrap();
             let got: Vec<f64> = ctx
@@ -137,7 +134,13 @@ fn gradient_accumulation_over_micro_batches_matches_cpu() {
         }
         let got = as64(ctx.read_range::<f32>(&grad, 0, n).unwrap());
         let sum: Vec<f64> = (0..n).map(|j| gs.iter().map(|g| g[j]).sum()).collect();
-        assert_close(&format!("accumulate n={n} a={micros}"), &got, &want_g, 1e-5, 1e-5);
+        assert_close(
+            &format!("accumulate n={n} a={micros}"),
+            &got,
+            &want_g,
+            1e-5,
+            1e-5,
+        );
         assert_close(&format!("sum n={n} a={micros}"), &got, &sum, 1e-4, 1e-4);
         // Elements past n are left alone.
         let tail = ctx.read::<f32>(&grad).unwrap();
@@ -154,15 +157,20 @@ fn gathered_micro_batches_and_contrastive_rows_match_cpu() {
     // permutations; the last batch of the epoch wraps around the permutation.
     let ctx = ctx();
     let (n, n_train, models, d4) = (50usize, 37usize, 2usize, 2usize);
-    let data: Vec<f32> = (0..n * 4 * d4).map(|i| (i / (4 * d4)) as f32 + 0.001 * (i % 8) as f32).collect();
+    let data: Vec<f32> = (0..n * 4 * d4)
+        .map(|i| (i / (4 * d4)) as f32 + 0.001 * (i % 8) as f32)
+        .collect();
     let mut g = rng(21);
-    let perm: Vec<u32> = (0..models * n_train).map(|_| g.random_range(0..n as u32)).collect();
+    let perm: Vec<u32> = (0..models * n_train)
+        .map(|_| g.random_range(0..n as u32))
+        .collect();
     let data_t = ctx.tensor_from("data", &data).unwrap();
     let perm_t = ctx.tensor_from("perm", &perm).unwrap();
     let (batch, steps) = (10usize, 4usize);
     for counter in [0u32, 2, 3, 7] {
         let ctr = ctx.tensor_from("counter", &[counter, 0, 0, 0]).unwrap();
-        let row_of = |v: &[f32]| -> Vec<usize> { v.chunks(4 * d4).map(|r| r[0] as usize).collect() };
+        let row_of =
+            |v: &[f32]| -> Vec<usize> { v.chunks(4 * d4).map(|r| r[0] as usize).collect() };
         // Micro-batches of 4, 4, 2 rows together are the whole batch.
         let whole = GatherParams::new(batch, d4, n_train, steps, models);
         let mut parts: Vec<Vec<usize>> = vec![vec![]; models];
@@ -170,7 +178,9 @@ fn gathered_micro_batches_and_contrastive_rows_match_cpu() {
             for k in [0usize, 1, 3] {
                 let p = whole.micro(batch, off, rows).contrastive(k.max(1));
                 let u = ctx.uniform("p", &p);
-                let out = ctx.tensor_zeros("out", models * rows * k.max(1) * 4 * d4).unwrap();
+                let out = ctx
+                    .tensor_zeros("out", models * rows * k.max(1) * 4 * d4)
+                    .unwrap();
                 let (d, want) = if k == 0 {
                     (
                         gather::gather_rows(ctx, &u, &p, &data_t, &perm_t, &ctr, &out).unwrap(),
@@ -187,7 +197,10 @@ fn gathered_micro_batches_and_contrastive_rows_match_cpu() {
                 assert_eq!(row_of(&got), want, "counter {counter} off {off} k {k}");
                 // Whole rows are copied.
                 for (r, &i) in want.iter().enumerate() {
-                    assert_eq!(&got[r * 4 * d4..(r + 1) * 4 * d4], &data[i * 4 * d4..(i + 1) * 4 * d4]);
+                    assert_eq!(
+                        &got[r * 4 * d4..(r + 1) * 4 * d4],
+                        &data[i * 4 * d4..(i + 1) * 4 * d4]
+                    );
                 }
                 if k == 0 {
                     for m in 0..models {
@@ -207,7 +220,10 @@ fn gathered_micro_batches_and_contrastive_rows_match_cpu() {
         }
         let b = counter as usize % steps;
         assert_eq!(full[0], perm[(b * batch) % n_train] as usize);
-        assert_eq!(full[batch + 9], perm[n_train + (b * batch + 9) % n_train] as usize);
+        assert_eq!(
+            full[batch + 9],
+            perm[n_train + (b * batch + 9) % n_train] as usize
+        );
     }
 }
 
@@ -299,14 +315,22 @@ fn adam_eps_placement_changes_small_steps_only() {
     // ε on √v (scikit-learn) against ε on √v̂ (PyTorch): after one step of gradient g the moves are
     // lr·|g|/(√(1−β₂)|g| + ε)·√(1−β₂) and lr·|g|/(|g| + ε); equal for |g| ≫ ε, not for |g| ~ ε.
     let step = |eps_on_raw_v: bool, g: f64| {
-        let c = AdamConfig { lr: 1.0, max_norm: 0.0, eps_on_raw_v, ..Default::default() };
+        let c = AdamConfig {
+            lr: 1.0,
+            max_norm: 0.0,
+            eps_on_raw_v,
+            ..Default::default()
+        };
         let mut theta = [0.0];
         AdamCpu::new(1).step(&c, &mut theta, &[g]);
         -theta[0]
     };
     assert!((step(true, 1.0) - step(false, 1.0)).abs() < 1e-6);
     let (raw, corrected) = (step(true, 1e-8), step(false, 1e-8));
-    assert!((raw - 1.0 / (1.0 + 1e-8 / (1e-8 * 0.001f64.sqrt()))).abs() < 1e-6, "{raw}");
+    assert!(
+        (raw - 1.0 / (1.0 + 1e-8 / (1e-8 * 0.001f64.sqrt()))).abs() < 1e-6,
+        "{raw}"
+    );
     assert!((corrected - 0.5).abs() < 1e-6, "{corrected}");
 }
 

@@ -10,8 +10,10 @@
 //
 // MADE degrees (nflows, non-random): input dim i of transform t has degree i+1 (t even) or D-i
 // (t odd: the reversed ordering, a permutation without moving data); hidden unit j has degree
-// j % max(1, D-1) + min(1, D-1). Hidden units see inputs of degree <= theirs, outputs of dim i see
-// hidden units of degree < deg(i); the context reaches every unit of the first layer.
+// j % max(1, D-1) + min(1, D-1), or j % D with CTX_ALL. Hidden units see inputs of degree <= theirs,
+// outputs of dim i see hidden units of degree < deg(i); the context reaches every unit of the first
+// layer. With CTX_ALL the units of degree 0 see the context only, so every dim's map depends on it
+// (nflows' degrees leave the first dim of each order unconditional).
 //
 // Row tiles: the per-row kernels give each invocation 4 rows. A "unit-major" mat4x4 U holds a
 // vec4 block of 4 units for each of the 4 rows (U[c] = row c), which is what the row-major
@@ -61,6 +63,8 @@ override ALPHA_MAX: f32 = 5.0;
 override MIN_W: f32 = 1e-3;
 override MIN_H: f32 = 1e-3;
 override MIN_D: f32 = 1e-3;
+override DV_SHIFT: f32 = 0.0;   // inner derivatives MIN_D + softplus(raw + DV_SHIFT): ln(e^(1-MIN_D) - 1) makes raw 0 the identity
+override CTX_ALL: bool = false; // hidden units of degree 0 (context only), see above
 override RAW_SCALE: f32 = 1.0; // widths and heights logits are scaled by this (1/sqrt(H), as nflows)
 
 // Spline capacities (bins <= 32); those of the per-row kernels are in lib/flow_limits.wgsl.
@@ -97,6 +101,7 @@ fn deg_in(t: u32, i: u32) -> u32 {
 }
 
 fn deg_h(j: u32) -> u32 {
+    if (CTX_ALL) { return j % D; }
     let dm1 = D - 1u;
     return j % max(1u, dm1) + min(1u, dm1);
 }
@@ -244,7 +249,7 @@ fn rq_knots() {
     sp_dv[0] = vec4<f32>(1.0);
     sp_dv[K] = vec4<f32>(1.0);
     for (var k = 1u; k < K + nz; k++) {
-        sp_dv[k] = MIN_D + softplus4(sp_raw[2u * K + k - 1u]);
+        sp_dv[k] = MIN_D + softplus4(sp_raw[2u * K + k - 1u] + DV_SHIFT);
     }
 }
 
@@ -404,7 +409,7 @@ fn rq_backward(x: vec4<f32>, gy: vec4<f32>, gl: vec4<f32>) -> vec4<f32> {
     for (var k = 1u; k < K + nz; k++) {
         let kv = vec4<u32>(k);
         let g = select(zero, g_dk, kv == b.idx) + select(zero, g_dk1, kv == b.idx + 1u);
-        sp_graw[2u * K + k - 1u] = g * flow_sigmoid4(sp_raw[2u * K + k - 1u]);
+        sp_graw[2u * K + k - 1u] = g * flow_sigmoid4(sp_raw[2u * K + k - 1u] + DV_SHIFT);
     }
     return g_x;
 }

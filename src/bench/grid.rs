@@ -63,6 +63,10 @@ pub(crate) fn file_err<'a>(
     }
 }
 
+fn old_flow_activation() -> Activation {
+    Activation::Relu
+}
+
 /// Architecture and optimizer of every cell (the `train` command's defaults, or tiny ones).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TrainProfile {
@@ -72,6 +76,14 @@ pub struct TrainProfile {
     pub hidden_layers: usize,
     pub bins: usize,
     pub tail_bound: f64,
+    /// The flow's MADE activation and wiring (see [`FlowConfig`]); cells saved before these
+    /// fields existed read as the settings they were trained with (ReLU, nflows' MADE).
+    #[serde(default = "old_flow_activation")]
+    pub flow_activation: Activation,
+    #[serde(default)]
+    pub context_every_dim: bool,
+    #[serde(default)]
+    pub spline_identity_init: bool,
     pub ratio_hidden: usize,
     pub ratio_blocks: usize,
     pub base_epochs: usize,
@@ -90,7 +102,10 @@ impl Default for TrainProfile {
             hidden: 50,
             hidden_layers: 2,
             bins: 10,
-            tail_bound: 3.0,
+            tail_bound: 5.0,
+            flow_activation: Activation::Silu,
+            context_every_dim: true,
+            spline_identity_init: true,
             ratio_hidden: 64,
             ratio_blocks: 2,
             base_epochs: 0,
@@ -135,7 +150,9 @@ impl TrainProfile {
                 hidden_layers: self.hidden_layers,
                 bins: self.bins,
                 tail_bound: self.tail_bound,
-                act: Activation::Relu,
+                act: self.flow_activation,
+                context_every_dim: self.context_every_dim,
+                spline_identity_init: self.spline_identity_init,
             },
             embedding: None,
             ratio: Some(MlpConfig {
@@ -414,18 +431,22 @@ pub fn run(ctx: &GpuContext, cfg: &GridConfig, log: &mut dyn FnMut(&str)) -> Ben
                     } else {
                         vec![BaseGradient::Detached]
                     };
-                    for (k, bg) in ks
-                        .iter()
-                        .flat_map(|&k| bgs.iter().map(move |&bg| (k, bg)))
-                    {
+                    for (k, bg) in ks.iter().flat_map(|&k| bgs.iter().map(move |&bg| (k, bg))) {
                         let mname = method_label(method);
                         let pending: Vec<usize> = cfg
                             .observations
                             .iter()
                             .copied()
                             .filter(|&o| {
-                                !journal
-                                    .contains(&row_key(task.name(), mname, k, bg, budget, seed, o))
+                                !journal.contains(&row_key(
+                                    task.name(),
+                                    mname,
+                                    k,
+                                    bg,
+                                    budget,
+                                    seed,
+                                    o,
+                                ))
                             })
                             .collect();
                         if pending.is_empty() {

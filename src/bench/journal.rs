@@ -218,7 +218,11 @@ mod tests {
     fn a_reparameterized_hybrid_has_its_own_key_and_old_rows_read_as_detached() {
         let mut r = row(1);
         r.method = "hybrid".into();
-        assert_eq!(r.key(), "two_moons|hybrid|K1|n1000|s0|o1", "the key of journals before the option");
+        assert_eq!(
+            r.key(),
+            "two_moons|hybrid|K1|n1000|s0|o1",
+            "the key of journals before the option"
+        );
         let old = serde_json::to_value(&r).unwrap();
         let mut v = old.clone();
         v.as_object_mut().unwrap().remove("base_gradient");
@@ -232,7 +236,10 @@ mod tests {
         );
         let csv = crate::bench::report::csv(&[row(1), r]);
         let lines: Vec<&str> = csv.lines().collect();
-        let col = lines[0].split(',').position(|c| c == "base_gradient").unwrap();
+        let col = lines[0]
+            .split(',')
+            .position(|c| c == "base_gradient")
+            .unwrap();
         let field = |l: &str| l.split(',').nth(col).unwrap().to_string();
         assert_eq!(field(lines[1]), "detached", "{csv}");
         assert_eq!(field(lines[2]), "reparameterized", "{csv}");
@@ -249,7 +256,11 @@ mod tests {
         old.as_object_mut().unwrap().remove("c2st_device");
         let back: Row = serde_json::from_value(old).unwrap();
         assert_eq!(back.c2st_device, C2stDevice::Gpu);
-        assert_eq!(back.key(), r.key(), "the device is not part of a row's identity");
+        assert_eq!(
+            back.key(),
+            r.key(),
+            "the device is not part of a row's identity"
+        );
     }
 
     #[test]
@@ -261,11 +272,19 @@ mod tests {
         old.as_object_mut().unwrap().remove("adapter");
         let back: Row = serde_json::from_value(old).unwrap();
         assert_eq!(back.adapter, None);
-        assert_eq!(back.key(), r.key(), "the adapter is not part of a row's identity");
+        assert_eq!(
+            back.key(),
+            r.key(),
+            "the adapter is not part of a row's identity"
+        );
         let csv = crate::bench::report::csv(&[r, back]);
         let lines: Vec<&str> = csv.lines().collect();
         assert!(lines[0].ends_with(",c2st_device,adapter"), "{}", lines[0]);
-        assert!(lines[1].ends_with(",gpu,\"llvmpipe (vulkan, Cpu)\""), "{}", lines[1]);
+        assert!(
+            lines[1].ends_with(",gpu,\"llvmpipe (vulkan, Cpu)\""),
+            "{}",
+            lines[1]
+        );
         assert!(lines[2].ends_with(",gpu,"), "{}", lines[2]);
     }
 

@@ -65,7 +65,15 @@ pub fn run_peers(
                         .iter()
                         .copied()
                         .filter(|&o| {
-                            !journal.contains(&row_key(task.name(), name, 1, Default::default(), budget, seed, o))
+                            !journal.contains(&row_key(
+                                task.name(),
+                                name,
+                                1,
+                                Default::default(),
+                                budget,
+                                seed,
+                                o,
+                            ))
                         })
                         .collect();
                     if pending.is_empty() {
@@ -98,6 +106,9 @@ pub fn run_peers(
                                 &obs.join(","),
                                 "--samples",
                                 &n.to_string(),
+                                // The same sampling budget per observation as our rows.
+                                "--max-seconds",
+                                &cfg.max_sample_seconds.to_string(),
                                 "--out",
                             ])
                             .arg(&dir)

@@ -3,11 +3,11 @@
 //! figures need no system fonts.
 
 use super::grid::{cell_name, BenchError, BenchResult, GridConfig};
-use crate::training::BaseGradient;
 use super::journal::Row;
 use super::published;
 use super::report::{mean_sd, Groups};
 use crate::io::read_samples;
+use crate::training::BaseGradient;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 use std::path::{Path, PathBuf};

@@ -69,7 +69,8 @@ pub const SBIBM_PAPER: &[(&str, &str, [f64; 3])] = &[
 ];
 
 /// Source line of [`SBIBM_PAPER`].
-pub const PAPER_SOURCE: &str = "sbibm paper (Lueckmann et al. 2021), headline means over observations 1-10";
+pub const PAPER_SOURCE: &str =
+    "sbibm paper (Lueckmann et al. 2021), headline means over observations 1-10";
 
 /// The paper's C2ST of (task, algorithm) as (budget, value), in increasing budget.
 pub fn paper(task: &str, algorithm: &str) -> Vec<(usize, f64)> {

@@ -326,7 +326,9 @@ fn settings_for(
     mf: MethodFlow,
     batch: usize,
 ) -> crate::training::npe::NpeSettings {
-    let mut s = cfg.profile.settings(mf.method, cfg.contrastive, BaseGradient::Detached, cfg.seed);
+    let mut s = cfg
+        .profile
+        .settings(mf.method, cfg.contrastive, BaseGradient::Detached, cfg.seed);
     if let Some(k) = mf.flow {
         s.flow.kind = k;
     }

@@ -32,14 +32,32 @@ pub fn run(gpu: &GpuArgs, a: C2stArgs) -> Result<()> {
     let xa = read_samples(&a.a)?;
     let xb = read_samples(&a.b)?;
     if xa.cols != xb.cols {
-        bail!("{} has {} columns but {} has {}", a.a.display(), xa.cols, a.b.display(), xb.cols);
+        bail!(
+            "{} has {} columns but {} has {}",
+            a.a.display(),
+            xa.cols,
+            a.b.display(),
+            xb.cols
+        );
     }
     let ra = xa.rows.min(a.max_rows);
     let rb = xb.rows.min(a.max_rows);
     let d = xa.cols;
-    let cfg = C2stConfig { seed: a.seed, device: a.device, ..Default::default() };
-    let sa = Samples { data: &xa.data[..ra * d], rows: ra, dim: d };
-    let sb = Samples { data: &xb.data[..rb * d], rows: rb, dim: d };
+    let cfg = C2stConfig {
+        seed: a.seed,
+        device: a.device,
+        ..Default::default()
+    };
+    let sa = Samples {
+        data: &xa.data[..ra * d],
+        rows: ra,
+        dim: d,
+    };
+    let sb = Samples {
+        data: &xb.data[..rb * d],
+        rows: rb,
+        dim: d,
+    };
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let progress = |epoch: usize, done: usize| {
         if tty {

@@ -3,11 +3,11 @@
 mod bench;
 mod c2st;
 mod data;
-mod observation;
-mod tasks;
 mod info;
+mod observation;
 mod regress;
 mod sample;
+mod tasks;
 mod train;
 
 use anyhow::Result;

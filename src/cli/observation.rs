@@ -25,7 +25,9 @@ impl ObservationArgs {
     /// The observations as rows of length `dim_x`, each checked.
     pub fn rows(&self, dim_x: usize, task: Option<&dyn Task>) -> Result<Vec<Vec<f64>>> {
         let rows: Vec<Vec<f64>> = if let Some(k) = self.observation {
-            let t = task.context("--observation needs a benchmark task; give --x or --observation-file instead")?;
+            let t = task.context(
+                "--observation needs a benchmark task; give --x or --observation-file instead",
+            )?;
             vec![t.observation(k)?.x]
         } else if let Some(x) = &self.x {
             vec![x.clone()]
@@ -37,7 +39,11 @@ impl ObservationArgs {
         };
         for (i, r) in rows.iter().enumerate() {
             if r.len() != dim_x {
-                bail!("observation {} has {} values; this model needs {dim_x}", i + 1, r.len());
+                bail!(
+                    "observation {} has {} values; this model needs {dim_x}",
+                    i + 1,
+                    r.len()
+                );
             }
             if let Some(v) = r.iter().find(|v| !v.is_finite()) {
                 bail!("observation {} contains {v}", i + 1);

@@ -5,12 +5,12 @@ use super::observation::ObservationArgs;
 use super::GpuArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use gkl_gpu::bench::highdim::task_by_name;
 use gkl_gpu::io::{atomic_write_bytes, read_samples, write_npy_f64};
 use gkl_gpu::models::posterior::NpeModel;
 use gkl_gpu::sampling::npe::NpePosterior;
 use gkl_gpu::sampling::rejection::RejectionConfig;
 use gkl_gpu::training::Method;
-use gkl_gpu::bench::highdim::task_by_name;
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
@@ -70,7 +70,10 @@ fn report_path(out: &Path) -> PathBuf {
 pub fn run(gpu: &GpuArgs, a: SampleArgs) -> Result<()> {
     let model = NpeModel::load(&a.model)?;
     let task = model.task.as_deref().map(task_by_name).transpose()?;
-    let rows = a.obs.rows(model.dim_x, task.as_deref()).with_context(|| format!("model {}", a.model.display()))?;
+    let rows = a
+        .obs
+        .rows(model.dim_x, task.as_deref())
+        .with_context(|| format!("model {}", a.model.display()))?;
     if a.num_samples == 0 {
         bail!("--num-samples must be positive");
     }
@@ -80,7 +83,11 @@ pub fn run(gpu: &GpuArgs, a: SampleArgs) -> Result<()> {
     let post = NpePosterior::new(&ctx, model)?;
     let (samples, report) = post.sample_with(&rows, a.num_samples, a.seed, &a.budget.config())?;
     let n = a.num_samples;
-    let shape: Vec<usize> = if rows.len() == 1 { vec![n, d] } else { vec![rows.len(), n, d] };
+    let shape: Vec<usize> = if rows.len() == 1 {
+        vec![n, d]
+    } else {
+        vec![rows.len(), n, d]
+    };
     let mut flat = Vec::with_capacity(rows.len() * n * d);
     for s in &samples {
         flat.extend_from_slice(s);
@@ -103,7 +110,8 @@ pub fn run(gpu: &GpuArgs, a: SampleArgs) -> Result<()> {
         Some(reps) => {
             let props: u64 = reps.iter().map(|r| r.proposals + r.warmup_proposals).sum();
             let acc: usize = reps.iter().map(|r| r.accepted).sum();
-            let mean_rate = reps.iter().map(|r| r.acceptance_rate).sum::<f64>() / reps.len().max(1) as f64;
+            let mean_rate =
+                reps.iter().map(|r| r.acceptance_rate).sum::<f64>() / reps.len().max(1) as f64;
             eprintln!(
                 "{} ({}): {acc} samples for {} observation(s) in {:.2} s; {props} proposals ({:.0}/s), mean acceptance rate {:.4}",
                 method.name(),
@@ -131,7 +139,10 @@ pub fn run(gpu: &GpuArgs, a: SampleArgs) -> Result<()> {
             }
             let unfinished = reps.iter().filter(|r| !r.finished).count();
             if unfinished > 0 {
-                eprintln!("{unfinished} observation(s) did not finish; their missing rows are NaN in {}", a.out.display());
+                eprintln!(
+                    "{unfinished} observation(s) did not finish; their missing rows are NaN in {}",
+                    a.out.display()
+                );
             }
             eprintln!("wrote {} and {}", a.out.display(), rp.display());
         }
@@ -162,19 +173,30 @@ pub struct LogProbArgs {
 pub fn log_prob(gpu: &GpuArgs, a: LogProbArgs) -> Result<()> {
     let model = NpeModel::load(&a.model)?;
     let task = model.task.as_deref().map(task_by_name).transpose()?;
-    let rows = a.obs.rows(model.dim_x, task.as_deref()).with_context(|| format!("model {}", a.model.display()))?;
+    let rows = a
+        .obs
+        .rows(model.dim_x, task.as_deref())
+        .with_context(|| format!("model {}", a.model.display()))?;
     if rows.len() != 1 {
         bail!("log-prob takes one observation; {} given", rows.len());
     }
     let th = read_samples(&a.theta)?;
     if th.cols != model.dim_theta {
-        bail!("{}: θ has {} columns; this model needs {}", a.theta.display(), th.cols, model.dim_theta);
+        bail!(
+            "{}: θ has {} columns; this model needs {}",
+            a.theta.display(),
+            th.cols,
+            model.dim_theta
+        );
     }
     let ctx = gpu.context()?;
     let post = NpePosterior::new(&ctx, model)?;
     let (lp, z) = post.log_prob_with(&th.data, &rows[0], a.z_proposals, a.seed)?;
     if let Some(r) = &z {
-        eprintln!("log Z(x) = {:.4} from {} proposals (log q̃ − log Z is the normalized log-density)", r.log_z, r.proposals);
+        eprintln!(
+            "log Z(x) = {:.4} from {} proposals (log q̃ − log Z is the normalized log-density)",
+            r.log_z, r.proposals
+        );
     }
     match &a.out {
         Some(p) => {

@@ -3,10 +3,10 @@
 
 use super::observation::ObservationArgs;
 use anyhow::{bail, Context, Result};
-use gkl_gpu::data::{shard_range, simulate_task_rows, ShardSpec};
 use clap::Args;
-use gkl_gpu::io::{write_npy_f64, write_npz, NpyData};
 use gkl_gpu::bench::highdim::task_by_name;
+use gkl_gpu::data::{shard_range, simulate_task_rows, ShardSpec};
+use gkl_gpu::io::{write_npy_f64, write_npz, NpyData};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -38,7 +38,8 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
     let (lo, hi) = shard_range(a.num_simulations, spec.index, spec.count);
     let out = match a.shard {
         Some(s) => {
-            std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+            std::fs::create_dir_all(&a.out)
+                .with_context(|| format!("creating {}", a.out.display()))?;
             a.out.join(s.file_name())
         }
         None => a.out.clone(),
@@ -48,7 +49,10 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
     let (theta, x) = simulate_task_rows(task.as_ref(), a.seed, lo, hi);
     let secs = t.elapsed().as_secs_f64();
     let rows = hi - lo;
-    let invalid = x.chunks_exact(task.dim_x()).filter(|r| r.iter().any(|v| !v.is_finite())).count();
+    let invalid = x
+        .chunks_exact(task.dim_x())
+        .filter(|r| r.iter().any(|v| !v.is_finite()))
+        .count();
     let f = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
     let (tf, xf) = (f(&theta), f(&x));
     write_npz(
@@ -92,12 +96,20 @@ pub fn reference(a: ReferenceArgs) -> Result<()> {
     for (i, x) in rows.iter().enumerate() {
         all.extend(task.reference_posterior(x, a.num_samples, a.seed.wrapping_add(i as u64))?);
     }
-    let shape: Vec<usize> = if rows.len() == 1 { vec![a.num_samples, d] } else { vec![rows.len(), a.num_samples, d] };
+    let shape: Vec<usize> = if rows.len() == 1 {
+        vec![a.num_samples, d]
+    } else {
+        vec![rows.len(), a.num_samples, d]
+    };
     write_npy_f64(&a.out, &shape, &all)?;
     eprintln!(
         "{} reference samples ({}) for {} observation(s) in {:.1} s; wrote {}",
         a.num_samples,
-        if task.reference_is_exact() { "exact" } else { "likelihood-based" },
+        if task.reference_is_exact() {
+            "exact"
+        } else {
+            "likelihood-based"
+        },
         rows.len(),
         t.elapsed().as_secs_f64(),
         a.out.display()

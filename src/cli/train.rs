@@ -4,6 +4,7 @@
 use super::GpuArgs;
 use anyhow::{bail, Context, Result};
 use clap::{Args, CommandFactory, Parser};
+use gkl_gpu::bench::highdim::task_by_name;
 use gkl_gpu::kernels::Activation;
 use gkl_gpu::models::flow::{FlowConfig, FlowKind};
 use gkl_gpu::models::mlp::MlpConfig;
@@ -11,7 +12,6 @@ use gkl_gpu::training::npe::{
     train, CheckpointConfig, EpochMetrics, Fault, NpeSettings, Simulator, TrainOptions,
 };
 use gkl_gpu::training::{recover_run_dir, BaseGradient, Checkpoint, Method, TrainSource};
-use gkl_gpu::bench::highdim::task_by_name;
 use serde::{Deserialize, Serialize};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -124,15 +124,27 @@ pub struct TrainArgs {
     /// Hidden layers of each MADE
     #[arg(long, default_value_t = 2)]
     hidden_layers: usize,
-    /// Activation inside each MADE (ReLU measured better than tanh on two_moons: BENCHMARKS.md)
-    #[arg(long, value_enum, default_value_t = Activation::Relu)]
-    flow_activation: Activation,
+    /// Activation inside each MADE [default: silu for the NSF, relu for MAF; SiLU measured
+    /// better than ReLU and tanh for the NSF on two_moons at 10³ simulations, ReLU better than
+    /// tanh for MAF at 10⁴: BENCHMARKS.md]
+    #[arg(long, value_enum)]
+    flow_activation: Option<Activation>,
     /// Spline bins (NSF)
     #[arg(long, default_value_t = 10)]
     bins: usize,
-    /// Spline tail bound (NSF; identity outside [-B, B])
-    #[arg(long, default_value_t = 3.0)]
+    /// Spline tail bound (NSF; identity outside [-B, B], in z-scored units; 5 measured better
+    /// than sbi's 3: BENCHMARKS.md)
+    #[arg(long, default_value_t = 5.0)]
     tail_bound: f64,
+    /// Every dim's map in a transform sees x (zuko's MADE wiring); false: nflows' MADE, whose first
+    /// dim per transform is unconditional [default: true for the NSF, false for MAF, as measured
+    /// in BENCHMARKS.md, "The NSF at small budgets"]
+    #[arg(long, action = clap::ArgAction::Set)]
+    context_every_dim: Option<bool>,
+    /// NSF: a zero network output is the identity spline (unit inner derivatives); false: nflows'
+    /// parameterization (derivative softplus(0) ≈ 0.69)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    spline_identity_init: bool,
     /// Width of an embedding MLP for x (0: feed the z-scored x to the flow directly)
     #[arg(long, default_value_t = 0)]
     embedding_hidden: usize,
@@ -436,7 +448,13 @@ fn run_with(gpu: &GpuArgs, a: TrainArgs, out: PathBuf, resume: Option<Checkpoint
             hidden_layers: a.hidden_layers,
             bins: a.bins,
             tail_bound: a.tail_bound,
-            act: a.flow_activation,
+            act: a.flow_activation.unwrap_or(if a.flow == FlowKind::Nsf {
+                Activation::Silu
+            } else {
+                Activation::Relu
+            }),
+            context_every_dim: a.context_every_dim.unwrap_or(a.flow == FlowKind::Nsf),
+            spline_identity_init: a.spline_identity_init,
         },
         embedding: (a.embedding_hidden > 0).then_some(MlpConfig {
             in_dim: 0,

@@ -30,11 +30,11 @@
 
 use super::c2st_cpu::CpuFolds;
 use super::c2st_gpu::GpuFolds;
+use super::numpy_rng::NumpyRandomState;
 use crate::kernels::adam::AdamConfig;
 use crate::kernels::Activation;
 use crate::models::mlp::{MlpConfig, MlpWeights};
 use crate::runtime::{GpuContext, GpuError};
-use super::numpy_rng::NumpyRandomState;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -113,10 +113,15 @@ pub struct Samples<'a> {
 pub fn z_score(x: &Samples, y: &Samples) -> (Vec<f64>, Vec<f64>) {
     let d = x.dim;
     let n = x.rows as f64;
-    let mean: Vec<f64> = (0..d).map(|j| (0..x.rows).map(|r| x.data[r * d + j]).sum::<f64>() / n).collect();
+    let mean: Vec<f64> = (0..d)
+        .map(|j| (0..x.rows).map(|r| x.data[r * d + j]).sum::<f64>() / n)
+        .collect();
     let sd: Vec<f64> = (0..d)
         .map(|j| {
-            let v = (0..x.rows).map(|r| (x.data[r * d + j] - mean[j]).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+            let v = (0..x.rows)
+                .map(|r| (x.data[r * d + j] - mean[j]).powi(2))
+                .sum::<f64>()
+                / (n - 1.0).max(1.0);
             if v > 0.0 {
                 v.sqrt()
             } else {
@@ -124,7 +129,17 @@ pub fn z_score(x: &Samples, y: &Samples) -> (Vec<f64>, Vec<f64>) {
             }
         })
         .collect();
-    let f = |s: &Samples| s.data.chunks(d).flat_map(|row| row.iter().enumerate().map(|(j, v)| (v - mean[j]) / sd[j]).collect::<Vec<_>>()).collect();
+    let f = |s: &Samples| {
+        s.data
+            .chunks(d)
+            .flat_map(|row| {
+                row.iter()
+                    .enumerate()
+                    .map(|(j, v)| (v - mean[j]) / sd[j])
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
     (f(x), f(y))
 }
 
@@ -209,7 +224,10 @@ impl Setup {
     /// fold's shuffler continues its classifier's stream.
     fn new(x: &Samples, y: &Samples, cfg: &C2stConfig) -> Result<(Setup, Shuffler), C2stError> {
         if x.dim != y.dim {
-            return Err(C2stError::InvalidInput(format!("dimensions differ ({} vs {})", x.dim, y.dim)));
+            return Err(C2stError::InvalidInput(format!(
+                "dimensions differ ({} vs {})",
+                x.dim, y.dim
+            )));
         }
         let d = x.dim;
         let n = x.rows + y.rows;
@@ -220,15 +238,24 @@ impl Setup {
             )));
         }
         if x.data.len() != x.rows * d || y.data.len() != y.rows * d {
-            return Err(C2stError::InvalidInput("samples' length is not rows × dim".into()));
+            return Err(C2stError::InvalidInput(
+                "samples' length is not rows × dim".into(),
+            ));
         }
-        let (xz, yz) = if cfg.z_score { z_score(x, y) } else { (x.data.to_vec(), y.data.to_vec()) };
+        let (xz, yz) = if cfg.z_score {
+            z_score(x, y)
+        } else {
+            (x.data.to_vec(), y.data.to_vec())
+        };
         let mut data = xz;
         data.extend_from_slice(&yz);
         let labels: Vec<f32> = (0..n).map(|i| if i < x.rows { 0.0 } else { 1.0 }).collect();
 
         let seed = u32::try_from(cfg.seed).map_err(|_| {
-            C2stError::InvalidInput(format!("seed {} is above 2^32 - 1 (NumPy's limit)", cfg.seed))
+            C2stError::InvalidInput(format!(
+                "seed {} is above 2^32 - 1 (NumPy's limit)",
+                cfg.seed
+            ))
         })?;
         let folds = kfold(n, cfg.folds, seed);
         let mut held_out = vec![usize::MAX; n];
@@ -238,7 +265,12 @@ impl Setup {
             }
         }
         let train_sets: Vec<Vec<u32>> = (0..cfg.folds)
-            .map(|f| (0..n).filter(|&i| held_out[i] != f).map(|i| i as u32).collect())
+            .map(|f| {
+                (0..n)
+                    .filter(|&i| held_out[i] != f)
+                    .map(|i| i as u32)
+                    .collect()
+            })
             .collect();
         let n_train = train_sets.iter().map(Vec::len).min().unwrap_or(0);
         let batch = cfg.batch.min(n_train);
@@ -250,7 +282,9 @@ impl Setup {
             act: Activation::Relu,
             residual: false,
         };
-        let mut rngs: Vec<NumpyRandomState> = (0..cfg.folds).map(|_| NumpyRandomState::new(seed)).collect();
+        let mut rngs: Vec<NumpyRandomState> = (0..cfg.folds)
+            .map(|_| NumpyRandomState::new(seed))
+            .collect();
         let weights = rngs.iter_mut().map(|rng| glorot(&mlp, rng)).collect();
         let setup = Setup {
             d,
@@ -262,10 +296,25 @@ impl Setup {
             steps: n_train.div_ceil(batch),
             mlp,
             weights,
-            adam: AdamConfig { lr: cfg.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, max_norm: 0.0, eps_on_raw_v: true },
+            adam: AdamConfig {
+                lr: cfg.lr,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.0,
+                max_norm: 0.0,
+                eps_on_raw_v: true,
+            },
             l2: (cfg.alpha / batch as f64) as f32,
         };
-        Ok((setup, Shuffler { rngs, order: train_sets, n_train }))
+        Ok((
+            setup,
+            Shuffler {
+                rngs,
+                order: train_sets,
+                n_train,
+            },
+        ))
     }
 }
 
@@ -315,7 +364,13 @@ fn drive(
     progress: &mut impl FnMut(usize, usize),
 ) -> Result<(Vec<f64>, Vec<usize>), C2stError> {
     let nf = cfg.folds;
-    let mut stoppers: Vec<Stopper> = (0..nf).map(|_| Stopper { best: f64::INFINITY, bad: 0, stopped_at: None }).collect();
+    let mut stoppers: Vec<Stopper> = (0..nf)
+        .map(|_| Stopper {
+            best: f64::INFINITY,
+            bad: 0,
+            stopped_at: None,
+        })
+        .collect();
     let mut acc = vec![f64::NAN; nf];
     for epoch in 1..=cfg.max_epochs {
         let perm = shuffler.next_epoch();
@@ -334,11 +389,19 @@ fn drive(
             break;
         }
     }
-    let epochs = stoppers.iter().map(|s| s.stopped_at.unwrap_or(cfg.max_epochs)).collect();
+    let epochs = stoppers
+        .iter()
+        .map(|s| s.stopped_at.unwrap_or(cfg.max_epochs))
+        .collect();
     Ok((acc, epochs))
 }
 
-fn finish(acc: Vec<f64>, fold_epochs: Vec<usize>, start: Instant, device: C2stDevice) -> C2stResult {
+fn finish(
+    acc: Vec<f64>,
+    fold_epochs: Vec<usize>,
+    start: Instant,
+    device: C2stDevice,
+) -> C2stResult {
     C2stResult {
         accuracy: acc.iter().sum::<f64>() / acc.len() as f64,
         fold_accuracies: acc,
@@ -349,7 +412,13 @@ fn finish(acc: Vec<f64>, fold_epochs: Vec<usize>, start: Instant, device: C2stDe
 }
 
 /// C2ST of `x` (the reference) against `y` on `cfg.device`; `ctx` is used only by the GPU.
-pub fn c2st(ctx: &GpuContext, x: &Samples, y: &Samples, cfg: &C2stConfig, mut progress: impl FnMut(usize, usize)) -> Result<C2stResult, C2stError> {
+pub fn c2st(
+    ctx: &GpuContext,
+    x: &Samples,
+    y: &Samples,
+    cfg: &C2stConfig,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<C2stResult, C2stError> {
     match cfg.device {
         C2stDevice::Cpu => c2st_cpu(x, y, cfg, progress),
         C2stDevice::Gpu => {
@@ -363,7 +432,12 @@ pub fn c2st(ctx: &GpuContext, x: &Samples, y: &Samples, cfg: &C2stConfig, mut pr
 }
 
 /// C2ST of `x` (the reference) against `y` on the CPU, whatever `cfg.device` says: needs no GPU.
-pub fn c2st_cpu(x: &Samples, y: &Samples, cfg: &C2stConfig, mut progress: impl FnMut(usize, usize)) -> Result<C2stResult, C2stError> {
+pub fn c2st_cpu(
+    x: &Samples,
+    y: &Samples,
+    cfg: &C2stConfig,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<C2stResult, C2stError> {
     let start = Instant::now();
     let (setup, shuffler) = Setup::new(x, y, cfg)?;
     let mut trainer = CpuFolds::new(&setup);

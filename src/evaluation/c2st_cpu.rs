@@ -42,10 +42,24 @@ impl Shape {
 /// C = A·B + beta·C, C [m × n] row-major and contiguous; A [m × k] and B [k × n] are read through
 /// (row, column) strides, so a transposed operand is the same slice with its strides swapped.
 #[allow(clippy::too_many_arguments)]
-fn gemm(m: usize, k: usize, n: usize, a: &[f32], sa: (usize, usize), b: &[f32], sb: (usize, usize), beta: f32, c: &mut [f32]) {
-    let last = |rows: usize, cols: usize, (rs, cs): (usize, usize)| (rows - 1) * rs + (cols - 1) * cs;
+fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    sa: (usize, usize),
+    b: &[f32],
+    sb: (usize, usize),
+    beta: f32,
+    c: &mut [f32],
+) {
+    let last =
+        |rows: usize, cols: usize, (rs, cs): (usize, usize)| (rows - 1) * rs + (cols - 1) * cs;
     assert!(m > 0 && k > 0 && n > 0, "gemm: empty operand");
-    assert!(last(m, k, sa) < a.len() && last(k, n, sb) < b.len() && m * n <= c.len(), "gemm: operand out of bounds");
+    assert!(
+        last(m, k, sa) < a.len() && last(k, n, sb) < b.len() && m * n <= c.len(),
+        "gemm: operand out of bounds"
+    );
     // SAFETY: the asserts keep every element sgemm reads or writes inside the slices, and `c`,
     // borrowed mutably, cannot alias `a` or `b`.
     unsafe {
@@ -70,7 +84,16 @@ fn gemm(m: usize, k: usize, n: usize, a: &[f32], sa: (usize, usize), b: &[f32], 
 
 /// out [rows × n] = x [rows × k] · W [k × n] + b, then ReLU if `relu`.
 #[allow(clippy::too_many_arguments)]
-fn dense(x: &[f32], w: &[f32], b: &[f32], rows: usize, k: usize, n: usize, relu: bool, out: &mut [f32]) {
+fn dense(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    rows: usize,
+    k: usize,
+    n: usize,
+    relu: bool,
+    out: &mut [f32],
+) {
     let out = &mut out[..rows * n];
     for row in out.chunks_exact_mut(n) {
         row.copy_from_slice(b);
@@ -82,7 +105,15 @@ fn dense(x: &[f32], w: &[f32], b: &[f32], rows: usize, k: usize, n: usize, relu:
 }
 
 /// Logits z [rows] of input rows x [rows × d]; leaves both hidden layers' activations in h1, h2.
-fn forward(s: Shape, p: &[f32], x: &[f32], rows: usize, h1: &mut [f32], h2: &mut [f32], z: &mut [f32]) {
+fn forward(
+    s: Shape,
+    p: &[f32],
+    x: &[f32],
+    rows: usize,
+    h1: &mut [f32],
+    h2: &mut [f32],
+    z: &mut [f32],
+) {
     let [(w0, b0), (w1, b1), (w2, b2)] = s.slots();
     dense(x, &p[w0], &p[b0], rows, s.d, s.h, true, h1);
     dense(h1, &p[w1], &p[b1], rows, s.h, s.h, true, h2);
@@ -121,7 +152,17 @@ struct Problem<'a> {
 
 /// gW = xᵀ·dz + l2·W [k × n] and gb = Σ_rows dz, for the layer that read x [rows × k].
 #[allow(clippy::too_many_arguments)]
-fn weight_grads(x: &[f32], dz: &[f32], w: &[f32], rows: usize, k: usize, n: usize, l2: f32, gw: &mut [f32], gb: &mut [f32]) {
+fn weight_grads(
+    x: &[f32],
+    dz: &[f32],
+    w: &[f32],
+    rows: usize,
+    k: usize,
+    n: usize,
+    l2: f32,
+    gw: &mut [f32],
+    gb: &mut [f32],
+) {
     for (g, &wi) in gw.iter_mut().zip(w) {
         *g = l2 * wi;
     }
@@ -135,7 +176,15 @@ fn weight_grads(x: &[f32], dz: &[f32], w: &[f32], rows: usize, k: usize, n: usiz
 }
 
 /// dh [rows × k] = dz [rows × n] · Wᵀ, zeroed where the ReLU output h was 0.
-fn input_grad_relu(dz: &[f32], w: &[f32], h: &[f32], rows: usize, k: usize, n: usize, dh: &mut [f32]) {
+fn input_grad_relu(
+    dz: &[f32],
+    w: &[f32],
+    h: &[f32],
+    rows: usize,
+    k: usize,
+    n: usize,
+    dh: &mut [f32],
+) {
     let dh = &mut dh[..rows * k];
     gemm(rows, n, k, dz, (n, 1), w, (1, n), 0.0, dh);
     // A select, not a conditional store: the mask is random, so a branch would mispredict.
@@ -146,7 +195,13 @@ fn input_grad_relu(dz: &[f32], w: &[f32], h: &[f32], rows: usize, k: usize, n: u
 
 impl Fold {
     fn new(s: Shape, init: &MlpWeights, batch: usize) -> Self {
-        let p: Vec<f32> = init.w.iter().zip(&init.b).flat_map(|(w, b)| w.iter().chain(b)).map(|&v| v as f32).collect();
+        let p: Vec<f32> = init
+            .w
+            .iter()
+            .zip(&init.b)
+            .flat_map(|(w, b)| w.iter().chain(b))
+            .map(|&v| v as f32)
+            .collect();
         debug_assert_eq!(p.len(), s.len());
         let n = p.len();
         Fold {
@@ -179,7 +234,9 @@ impl Fold {
 
     /// The weights, biases excluded (what the L2 term counts).
     fn weights(&self, s: Shape) -> impl Iterator<Item = f32> + '_ {
-        s.slots().into_iter().flat_map(move |(w, _)| self.p[w].iter().copied())
+        s.slots()
+            .into_iter()
+            .flat_map(move |(w, _)| self.p[w].iter().copied())
     }
 
     /// One Adam step on the batch of data rows `rows`; returns the batch's mean loss.
@@ -190,7 +247,15 @@ impl Fold {
             self.x[j * d..(j + 1) * d].copy_from_slice(&pr.data[r * d..(r + 1) * d]);
             self.y[j] = pr.labels[r];
         }
-        forward(s, &self.p, &self.x, batch, &mut self.h1, &mut self.h2, &mut self.z);
+        forward(
+            s,
+            &self.p,
+            &self.x,
+            batch,
+            &mut self.h1,
+            &mut self.h2,
+            &mut self.z,
+        );
 
         // Binary cross-entropy of the logits, mean over the batch (the GPU's loss kernel).
         let inv = 1.0 / batch as f32;
@@ -204,13 +269,43 @@ impl Fold {
         let [(w0, b0), (w1, b1), (w2, b2)] = s.slots();
         let (p, g) = (&self.p, &mut self.g);
         let (g_lo, g_b2) = g.split_at_mut(b2.start);
-        weight_grads(&self.h2, &self.z, &p[w2.clone()], batch, s.h, 1, pr.l2, &mut g_lo[w2.clone()], g_b2);
+        weight_grads(
+            &self.h2,
+            &self.z,
+            &p[w2.clone()],
+            batch,
+            s.h,
+            1,
+            pr.l2,
+            &mut g_lo[w2.clone()],
+            g_b2,
+        );
         input_grad_relu(&self.z, &p[w2], &self.h2, batch, s.h, 1, &mut self.dh2);
         let (g_lo, g_hi) = g.split_at_mut(b1.start);
-        weight_grads(&self.h1, &self.dh2, &p[w1.clone()], batch, s.h, s.h, pr.l2, &mut g_lo[w1.clone()], &mut g_hi[..b1.len()]);
+        weight_grads(
+            &self.h1,
+            &self.dh2,
+            &p[w1.clone()],
+            batch,
+            s.h,
+            s.h,
+            pr.l2,
+            &mut g_lo[w1.clone()],
+            &mut g_hi[..b1.len()],
+        );
         input_grad_relu(&self.dh2, &p[w1], &self.h1, batch, s.h, s.h, &mut self.dh1);
         let (g_lo, g_hi) = g.split_at_mut(b0.start);
-        weight_grads(&self.x, &self.dh1, &p[w0.clone()], batch, d, s.h, pr.l2, &mut g_lo[w0], &mut g_hi[..b0.len()]);
+        weight_grads(
+            &self.x,
+            &self.dh1,
+            &p[w0.clone()],
+            batch,
+            d,
+            s.h,
+            pr.l2,
+            &mut g_lo[w0],
+            &mut g_hi[..b0.len()],
+        );
 
         self.adam(&pr.adam);
         loss
@@ -222,7 +317,13 @@ impl Fold {
         self.t += 1;
         let t = self.t as f32;
         let (bc1, bc2) = (1.0 - a.beta1.powf(t), 1.0 - a.beta2.powf(t));
-        for (((p, &g), m), v) in self.p.iter_mut().zip(&self.g).zip(&mut self.m).zip(&mut self.v) {
+        for (((p, &g), m), v) in self
+            .p
+            .iter_mut()
+            .zip(&self.g)
+            .zip(&mut self.m)
+            .zip(&mut self.v)
+        {
             *m = a.beta1 * *m + (1.0 - a.beta1) * g;
             *v = a.beta2 * *v + (1.0 - a.beta2) * g * g;
             // As shaders/adam.wgsl computes it, so both backends round alike.
@@ -246,12 +347,19 @@ pub(super) struct CpuFolds<'a> {
 impl<'a> CpuFolds<'a> {
     pub fn new(setup: &'a Setup) -> Self {
         debug_assert!(setup.adam.weight_decay == 0.0 && setup.adam.max_norm <= 0.0);
-        let s = Shape { d: setup.d, h: setup.mlp.hidden };
+        let s = Shape {
+            d: setup.d,
+            h: setup.mlp.hidden,
+        };
         CpuFolds {
             setup,
             s,
             data: setup.data.iter().map(|&v| v as f32).collect(),
-            folds: setup.weights.iter().map(|w| Fold::new(s, w, setup.batch)).collect(),
+            folds: setup
+                .weights
+                .iter()
+                .map(|w| Fold::new(s, w, setup.batch))
+                .collect(),
         }
     }
 }
@@ -274,17 +382,34 @@ impl FoldTrainer for CpuFolds<'_> {
             .par_iter_mut()
             .zip(perm.par_chunks(st.n_train))
             .zip(active.par_iter())
-            .map(|((fold, perm), &on)| if on { fold.epoch(&pr, perm) } else { (0.0, 0.0) })
+            .map(|((fold, perm), &on)| {
+                if on {
+                    fold.epoch(&pr, perm)
+                } else {
+                    (0.0, 0.0)
+                }
+            })
             .collect())
     }
 
     fn accuracy(&mut self, f: usize) -> Result<f64, C2stError> {
         let (s, fold) = (self.s, &self.setup.folds[f]);
         let rows = fold.len();
-        let x: Vec<f32> = fold.iter().flat_map(|&i| self.data[i * s.d..(i + 1) * s.d].iter().copied()).collect();
-        let (mut h1, mut h2, mut z) = (vec![0.0; rows * s.h], vec![0.0; rows * s.h], vec![0.0; rows]);
+        let x: Vec<f32> = fold
+            .iter()
+            .flat_map(|&i| self.data[i * s.d..(i + 1) * s.d].iter().copied())
+            .collect();
+        let (mut h1, mut h2, mut z) = (
+            vec![0.0; rows * s.h],
+            vec![0.0; rows * s.h],
+            vec![0.0; rows],
+        );
         forward(s, &self.folds[f].p, &x, rows, &mut h1, &mut h2, &mut z);
-        let correct = fold.iter().zip(&z).filter(|(&i, &v)| (v > 0.0) == (self.setup.labels[i] > 0.5)).count();
+        let correct = fold
+            .iter()
+            .zip(&z)
+            .filter(|(&i, &v)| (v > 0.0) == (self.setup.labels[i] > 0.5))
+            .count();
         Ok(correct as f64 / rows as f64)
     }
 }

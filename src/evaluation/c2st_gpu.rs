@@ -44,10 +44,36 @@ impl<'a> GpuFolds<'a> {
         let gp_buf = ctx.uniform("gather-params", &gp);
         let lp = ctx.uniform("loss-params", &LossParams::batched(batch, 1, nf));
         let rp = ctx.uniform("reduce-params", &ReduceParams::blocks(batch, nf));
-        let mut step = vec![gather::gather_batch(ctx, &gp_buf, &gp, &data_t, &labels_t, &perm, &adam.state, &plan.x, &truth)?];
+        let mut step = vec![gather::gather_batch(
+            ctx,
+            &gp_buf,
+            &gp,
+            &data_t,
+            &labels_t,
+            &perm,
+            &adam.state,
+            &plan.x,
+            &truth,
+        )?];
         step.extend(plan.forward.iter().cloned());
-        step.push(loss::bce_logits(ctx, &lp, nf * batch, &plan.y, &truth, &plan.dy, &row_loss)?);
-        step.push(reduce::reduce_cols(ctx, &rp, nf, ReduceOp::Sum, true, &row_loss, &loss_acc)?);
+        step.push(loss::bce_logits(
+            ctx,
+            &lp,
+            nf * batch,
+            &plan.y,
+            &truth,
+            &plan.dy,
+            &row_loss,
+        )?);
+        step.push(reduce::reduce_cols(
+            ctx,
+            &rp,
+            nf,
+            ReduceOp::Sum,
+            true,
+            &row_loss,
+            &loss_acc,
+        )?);
         step.extend(plan.backward.iter().cloned());
         step.extend(adam.dispatches().into_iter().cloned());
 
@@ -56,12 +82,24 @@ impl<'a> GpuFolds<'a> {
         let eval = MlpPlan::new(ctx, &mlp, test_rows)?;
         let mut test_x = vec![0f32; nf * test_rows * d4];
         for (f, fold) in setup.folds.iter().enumerate() {
-            let rows: Vec<f64> = fold.iter().flat_map(|&i| setup.data[i * d..(i + 1) * d].to_vec()).collect();
+            let rows: Vec<f64> = fold
+                .iter()
+                .flat_map(|&i| setup.data[i * d..(i + 1) * d].to_vec())
+                .collect();
             let packed = pack(&rows, fold.len(), d);
             test_x[f * test_rows * d4..f * test_rows * d4 + packed.len()].copy_from_slice(&packed);
         }
         ctx.write(&eval.x, 0, &test_x)?;
-        Ok(GpuFolds { ctx, setup, mlp, perm, loss_acc, step, eval, test_rows })
+        Ok(GpuFolds {
+            ctx,
+            setup,
+            mlp,
+            perm,
+            loss_acc,
+            step,
+            eval,
+            test_rows,
+        })
     }
 }
 
@@ -73,11 +111,17 @@ impl FoldTrainer for GpuFolds<'_> {
         let nf = self.setup.folds.len();
         ctx.write(&self.perm, 0, perm)?;
         ctx.write(&self.loss_acc, 0, &vec![0f32; nf])?;
-        let epoch: Vec<&Dispatch> = (0..self.setup.steps).flat_map(|_| self.step.iter()).collect();
+        let epoch: Vec<&Dispatch> = (0..self.setup.steps)
+            .flat_map(|_| self.step.iter())
+            .collect();
         ctx.run(&epoch)?;
         let sums: Vec<f32> = ctx.read(&self.loss_acc)?;
         let w = self.mlp.weights_all(ctx)?;
-        Ok(sums.iter().zip(&w).map(|(&s, wf)| (s as f64, wf.w.iter().flatten().map(|v| v * v).sum())).collect())
+        Ok(sums
+            .iter()
+            .zip(&w)
+            .map(|(&s, wf)| (s as f64, wf.w.iter().flatten().map(|v| v * v).sum()))
+            .collect())
     }
 
     fn accuracy(&mut self, f: usize) -> Result<f64, C2stError> {
@@ -87,7 +131,11 @@ impl FoldTrainer for GpuFolds<'_> {
         let out = ctx.read_range::<f32>(&self.eval.y, f * rows * 4, rows * 4)?;
         let logits = unpack(&out, rows, 1);
         let fold = &self.setup.folds[f];
-        let correct = fold.iter().zip(&logits).filter(|(&i, &z)| (z > 0.0) == (self.setup.labels[i] > 0.5)).count();
+        let correct = fold
+            .iter()
+            .zip(&logits)
+            .filter(|(&i, &z)| (z > 0.0) == (self.setup.labels[i] > 0.5))
+            .count();
         Ok(correct as f64 / fold.len() as f64)
     }
 }

@@ -111,7 +111,12 @@ mod tests {
     fn random_sample_matches_numpy() {
         let mut r = NumpyRandomState::new(1);
         let got: Vec<f64> = (0..4).map(|_| r.random_sample()).collect();
-        let want = [4.17022004702574e-01, 7.203244934421581e-01, 1.1437481734488664e-04, 3.0233257263183977e-01];
+        let want = [
+            4.17022004702574e-01,
+            7.203244934421581e-01,
+            1.1437481734488664e-04,
+            3.0233257263183977e-01,
+        ];
         for (g, w) in got.iter().zip(want) {
             assert!((g - w).abs() < 1e-15, "{got:?}");
         }
@@ -122,7 +127,17 @@ mod tests {
         let mut r = NumpyRandomState::new(1);
         let got: Vec<f64> = (0..9).map(|_| r.uniform(-0.5, 0.5)).collect();
         // uniform(-0.5, 0.5, (2, 3)) then uniform(-0.5, 0.5, 3)
-        let want = [-0.082978, 0.22032449, -0.49988563, -0.19766743, -0.35324411, -0.40766141, -0.31373979, -0.15443927, -0.10323253];
+        let want = [
+            -0.082978,
+            0.22032449,
+            -0.49988563,
+            -0.19766743,
+            -0.35324411,
+            -0.40766141,
+            -0.31373979,
+            -0.15443927,
+            -0.10323253,
+        ];
         for (g, w) in got.iter().zip(want) {
             assert!((g - w).abs() < 1e-8, "{got:?}");
         }

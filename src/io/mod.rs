@@ -19,10 +19,14 @@ pub use array::{Array, Array2};
 pub use atomic::{atomic_write, atomic_write_bytes, atomic_write_dir};
 pub use error::{ErrorKind, IoError, Result};
 pub use npy::{
-    npy_bytes_f32, npy_bytes_f64, read_npy_bytes, read_npy_header, read_npy_header_from, NpyInfo, read_npy_f64, read_npy_from, read_npy_rows, read_npy_rows_from, read_npy_stream,
-    skip_by_reading, write_npy_f32, write_npy_f64, write_npy_to, NpyData, MAX_HEADER_LEN, NPY_MAGIC,
+    npy_bytes_f32, npy_bytes_f64, read_npy_bytes, read_npy_f64, read_npy_from, read_npy_header,
+    read_npy_header_from, read_npy_rows, read_npy_rows_from, read_npy_stream, skip_by_reading,
+    write_npy_f32, write_npy_f64, write_npy_to, NpyData, NpyInfo, MAX_HEADER_LEN, NPY_MAGIC,
 };
-pub use npz::{read_npz, read_npz_bytes, read_npz_headers, read_npz_rows, write_npz, write_npz_compressed, Npz, NpzEntry};
+pub use npz::{
+    read_npz, read_npz_bytes, read_npz_headers, read_npz_rows, write_npz, write_npz_compressed,
+    Npz, NpzEntry,
+};
 pub use samples::{
     decompress_bz2, observation_rows_from_bytes, parse_csv, read_observation_rows, read_samples,
     samples_from_bytes, CsvTable, MAX_DECOMPRESSED_CSV,

@@ -859,7 +859,10 @@ pub struct NpyInfo {
 
 /// Reads only the preamble and header of an `.npy` message from a stream (the reader is left at
 /// the start of the data). The element count and byte size are checked to be addressable.
-pub fn read_npy_header_from<R: Read + ?Sized>(reader: &mut R, name: impl AsRef<Path>) -> Result<NpyInfo> {
+pub fn read_npy_header_from<R: Read + ?Sized>(
+    reader: &mut R,
+    name: impl AsRef<Path>,
+) -> Result<NpyInfo> {
     let h = read_header_from(reader, name.as_ref())?;
     Ok(NpyInfo {
         dtype: h.dtype.name(),

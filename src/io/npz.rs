@@ -176,7 +176,8 @@ pub fn read_npz(path: impl AsRef<Path>) -> Result<Npz> {
 pub fn read_npz_headers(path: impl AsRef<Path>) -> Result<BTreeMap<String, NpyInfo>> {
     let path = path.as_ref();
     let file = std::fs::File::open(path).map_err(|e| IoError::io(path, "open", e))?;
-    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| zip_err(path, e))?;
+    let mut zip =
+        zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| zip_err(path, e))?;
     let mut out = BTreeMap::new();
     for i in 0..zip.len() {
         let mut member = zip.by_index(i).map_err(|e| zip_err(path, e))?;

@@ -227,19 +227,48 @@ fn nonempty(m: Array2, name: &Path, what: &str) -> Result<Array2> {
 /// Parses sample data held in memory; see [`read_samples`].
 pub fn samples_from_bytes(bytes: &[u8], name: impl AsRef<Path>) -> Result<Array2> {
     // A 1-D array is n samples of a 1-D parameter.
-    as_rows(bytes, name.as_ref(), false, "samples", "samples must be 1-D, 2-D (samples × dims) or 1 × samples × dims")
+    as_rows(
+        bytes,
+        name.as_ref(),
+        false,
+        "samples",
+        "samples must be 1-D, 2-D (samples × dims) or 1 × samples × dims",
+    )
 }
 
 /// Loads a table or array as rows: 1-D is one column (`one_d_is_row` false) or one row, 2-D is
 /// itself, and (1, n, d) — what `sample` writes for a single observation — is n × d.
-fn as_rows(bytes: &[u8], name: &Path, one_d_is_row: bool, what: &str, expected: &str) -> Result<Array2> {
+fn as_rows(
+    bytes: &[u8],
+    name: &Path,
+    one_d_is_row: bool,
+    what: &str,
+    expected: &str,
+) -> Result<Array2> {
     let m = match load(bytes, name)? {
         Loaded::Table(t) => t,
         Loaded::Array(a) => match a.shape.as_slice() {
-            [n] if one_d_is_row => Array2 { rows: 1, cols: *n, data: a.data },
-            [n] => Array2 { rows: *n, cols: 1, data: a.data },
-            [r, c] | [1, r, c] => Array2 { rows: *r, cols: *c, data: a.data },
-            s => return Err(IoError::new(name, ErrorKind::Shape(format!("{expected}, got shape {}", fmt_shape(s))))),
+            [n] if one_d_is_row => Array2 {
+                rows: 1,
+                cols: *n,
+                data: a.data,
+            },
+            [n] => Array2 {
+                rows: *n,
+                cols: 1,
+                data: a.data,
+            },
+            [r, c] | [1, r, c] => Array2 {
+                rows: *r,
+                cols: *c,
+                data: a.data,
+            },
+            s => {
+                return Err(IoError::new(
+                    name,
+                    ErrorKind::Shape(format!("{expected}, got shape {}", fmt_shape(s))),
+                ))
+            }
         },
     };
     nonempty(m, name, what)
@@ -261,7 +290,13 @@ pub fn read_samples(path: impl AsRef<Path>) -> Result<Array2> {
 /// Parses observation data held in memory; see [`read_observation_rows`].
 pub fn observation_rows_from_bytes(bytes: &[u8], name: impl AsRef<Path>) -> Result<Array2> {
     // A 1-D array is a single observation.
-    as_rows(bytes, name.as_ref(), true, "observations", "observations must be 1-D (one observation) or 2-D (one per row)")
+    as_rows(
+        bytes,
+        name.as_ref(),
+        true,
+        "observations",
+        "observations must be 1-D (one observation) or 2-D (one per row)",
+    )
 }
 
 /// Reads observations, one per row: an sbibm `observation.csv` (header
@@ -340,7 +375,10 @@ mod tests {
         let one_d = super::super::npy::npy_bytes_f64(&[3], &[1.0, 2.0, 3.0]).unwrap();
         assert_eq!(samples_from_bytes(&one_d, "s.npy").unwrap().shape(), [3, 1]);
         let one_obs = super::super::npy::npy_bytes_f64(&[1, 2, 2], &[1.0, 2.0, 3.0, 4.0]).unwrap();
-        assert_eq!(samples_from_bytes(&one_obs, "s.npy").unwrap().shape(), [2, 2]);
+        assert_eq!(
+            samples_from_bytes(&one_obs, "s.npy").unwrap().shape(),
+            [2, 2]
+        );
         let two_obs = super::super::npy::npy_bytes_f64(&[2, 1, 2], &[1.0, 2.0, 3.0, 4.0]).unwrap();
         assert!(samples_from_bytes(&two_obs, "s.npy").is_err());
         assert_eq!(

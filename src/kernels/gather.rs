@@ -102,7 +102,15 @@ pub fn gather_rows(
         "gather",
         "gather_rows",
         &[("WG", WG as f64)],
-        &[Bind::U(params), Bind::T(data), Bind::T(dr), Bind::T(perm), Bind::T(counter), Bind::T(x_out), Bind::T(dw)],
+        &[
+            Bind::U(params),
+            Bind::T(data),
+            Bind::T(dr),
+            Bind::T(perm),
+            Bind::T(counter),
+            Bind::T(x_out),
+            Bind::T(dw),
+        ],
         groups_1d((p.rows * p.models) as usize, WG),
     )
 }
@@ -130,7 +138,15 @@ pub fn gather_contrast(
         "gather",
         "gather_contrast",
         &[("WG", WG as f64)],
-        &[Bind::U(params), Bind::T(data), Bind::T(dr), Bind::T(perm), Bind::T(counter), Bind::T(x_out), Bind::T(dw)],
+        &[
+            Bind::U(params),
+            Bind::T(data),
+            Bind::T(dr),
+            Bind::T(perm),
+            Bind::T(counter),
+            Bind::T(x_out),
+            Bind::T(dw),
+        ],
         groups_1d((p.rows * p.k * p.models) as usize, WG),
     )
 }

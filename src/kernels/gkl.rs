@@ -90,7 +90,14 @@ pub fn pairs(
         "gkl",
         "pairs",
         &[("WG", 64.0), ("MODE", mode)],
-        &[Bind::U(uniform), Bind::T(theta), Bind::T(x), Bind::T(neg), Bind::T(out), Bind::T(dw)],
+        &[
+            Bind::U(uniform),
+            Bind::T(theta),
+            Bind::T(x),
+            Bind::T(neg),
+            Bind::T(out),
+            Bind::T(dw),
+        ],
         groups_1d(p.rows(), 64),
     )
 }
@@ -110,7 +117,14 @@ pub fn loss(
         "gkl",
         "loss",
         &[("CAP", SEXP_CAP), ("WRITE_GRAD", write_grad as u8 as f64)],
-        &[Bind::U(uniform), Bind::T(f), Bind::T(dr), Bind::T(dr), Bind::T(df), Bind::T(acc)],
+        &[
+            Bind::U(uniform),
+            Bind::T(f),
+            Bind::T(dr),
+            Bind::T(dr),
+            Bind::T(df),
+            Bind::T(acc),
+        ],
         [1, 1, 1],
     )
 }
@@ -129,7 +143,15 @@ pub mod cpu {
 
     /// Ratio input rows (unpadded, width d + dx): joint then contrastive, as the shader orders them.
     /// `neg`: the hybrid's draws [B·K, d]; `None`: θ' from the batch.
-    pub fn pairs(theta: &[f64], x: &[f64], neg: Option<&[f64]>, b: usize, k: usize, d: usize, dx: usize) -> Vec<f64> {
+    pub fn pairs(
+        theta: &[f64],
+        x: &[f64],
+        neg: Option<&[f64]>,
+        b: usize,
+        k: usize,
+        d: usize,
+        dx: usize,
+    ) -> Vec<f64> {
         let mut out = Vec::with_capacity(b * (1 + k) * (d + dx));
         for r in 0..b * (1 + k) {
             let (i, th) = if r < b {

@@ -19,7 +19,12 @@ impl LossParams {
 
     /// `models` blocks of `rows` rows each; every model's loss is a mean over its own rows.
     pub fn batched(rows: usize, n: usize, models: usize) -> Self {
-        LossParams { rows: rows as u32, n: n as u32, n4: n.div_ceil(4) as u32, models: models as u32 }
+        LossParams {
+            rows: rows as u32,
+            n: n as u32,
+            n4: n.div_ceil(4) as u32,
+            models: models as u32,
+        }
     }
 }
 
@@ -35,7 +40,9 @@ pub fn mse(
     dpred: &GpuTensor,
     row_loss: &GpuTensor,
 ) -> GpuResult<Dispatch> {
-    launch(ctx, "mse", params, total_rows, pred, target, dpred, row_loss)
+    launch(
+        ctx, "mse", params, total_rows, pred, target, dpred, row_loss,
+    )
 }
 
 /// Binary cross-entropy of logits `pred[:, 0]` against labels `target[:, 0]` ∈ {0, 1}.
@@ -48,7 +55,16 @@ pub fn bce_logits(
     dpred: &GpuTensor,
     row_loss: &GpuTensor,
 ) -> GpuResult<Dispatch> {
-    launch(ctx, "bce_logits", params, total_rows, pred, target, dpred, row_loss)
+    launch(
+        ctx,
+        "bce_logits",
+        params,
+        total_rows,
+        pred,
+        target,
+        dpred,
+        row_loss,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -66,7 +82,13 @@ fn launch(
         "loss",
         entry,
         &[("WG", WG as f64)],
-        &[Bind::U(params), Bind::T(pred), Bind::T(target), Bind::T(dpred), Bind::T(row_loss)],
+        &[
+            Bind::U(params),
+            Bind::T(pred),
+            Bind::T(target),
+            Bind::T(dpred),
+            Bind::T(row_loss),
+        ],
         groups_1d(total_rows, WG),
     )
 }
@@ -75,16 +97,34 @@ pub mod cpu {
     /// (loss, dloss/dpred) of mean((pred − target)²) over all entries.
     pub fn mse(pred: &[f64], target: &[f64]) -> (f64, Vec<f64>) {
         let n = pred.len() as f64;
-        let loss = pred.iter().zip(target).map(|(p, t)| (p - t) * (p - t)).sum::<f64>() / n;
-        let grad = pred.iter().zip(target).map(|(p, t)| 2.0 * (p - t) / n).collect();
+        let loss = pred
+            .iter()
+            .zip(target)
+            .map(|(p, t)| (p - t) * (p - t))
+            .sum::<f64>()
+            / n;
+        let grad = pred
+            .iter()
+            .zip(target)
+            .map(|(p, t)| 2.0 * (p - t) / n)
+            .collect();
         (loss, grad)
     }
 
     /// (loss, dloss/dlogit) of the mean binary cross-entropy of logits against 0/1 labels.
     pub fn bce_logits(logits: &[f64], labels: &[f64]) -> (f64, Vec<f64>) {
         let n = logits.len() as f64;
-        let loss = logits.iter().zip(labels).map(|(&z, &y)| z.max(0.0) - y * z + (-z.abs()).exp().ln_1p()).sum::<f64>() / n;
-        let grad = logits.iter().zip(labels).map(|(&z, &y)| (1.0 / (1.0 + (-z).exp()) - y) / n).collect();
+        let loss = logits
+            .iter()
+            .zip(labels)
+            .map(|(&z, &y)| z.max(0.0) - y * z + (-z.abs()).exp().ln_1p())
+            .sum::<f64>()
+            / n;
+        let grad = logits
+            .iter()
+            .zip(labels)
+            .map(|(&z, &y)| (1.0 / (1.0 + (-z).exp()) - y) / n)
+            .collect();
         (loss, grad)
     }
 }

@@ -31,12 +31,22 @@ pub struct ReduceParams {
 impl ReduceParams {
     /// A row-major matrix with row stride `stride`.
     pub fn row_major(rows: usize, cols: usize, stride: usize) -> Self {
-        ReduceParams { rows: rows as u32, cols: cols as u32, stride: stride as u32, col_stride: 1 }
+        ReduceParams {
+            rows: rows as u32,
+            cols: cols as u32,
+            stride: stride as u32,
+            col_stride: 1,
+        }
     }
 
     /// `cols` blocks of `rows` contiguous values (per-model batch losses): one result per block.
     pub fn blocks(rows: usize, cols: usize) -> Self {
-        ReduceParams { rows: rows as u32, cols: cols as u32, stride: 1, col_stride: rows as u32 }
+        ReduceParams {
+            rows: rows as u32,
+            cols: cols as u32,
+            stride: 1,
+            col_stride: rows as u32,
+        }
     }
 }
 

@@ -13,7 +13,10 @@ pub struct ArenaLayout {
 
 impl ArenaLayout {
     pub fn new(ctx: &GpuContext) -> Self {
-        ArenaLayout { align: (ctx.limits.min_storage_buffer_offset_alignment as usize / 4).max(64), len: 0 }
+        ArenaLayout {
+            align: (ctx.limits.min_storage_buffer_offset_alignment as usize / 4).max(64),
+            len: 0,
+        }
     }
 
     /// Reserves `n` floats; returns their offset.
@@ -32,12 +35,18 @@ pub struct ParamArena {
 
 impl ParamArena {
     pub fn new(ctx: &GpuContext, init: &[f32]) -> GpuResult<Self> {
-        Ok(ParamArena { params: ctx.tensor_from("arena-params", init)?, grads: ctx.tensor_zeros("arena-grads", init.len())? })
+        Ok(ParamArena {
+            params: ctx.tensor_from("arena-params", init)?,
+            grads: ctx.tensor_zeros("arena-grads", init.len())?,
+        })
     }
 
     /// (params, grads) views of the block at `offset` of length `len`.
     pub fn block(&self, offset: usize, len: usize) -> (GpuTensor, GpuTensor) {
-        (self.params.view("params", offset, len), self.grads.view("grads", offset, len))
+        (
+            self.params.view("params", offset, len),
+            self.grads.view("grads", offset, len),
+        )
     }
 
     pub fn len(&self) -> usize {

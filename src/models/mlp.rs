@@ -13,10 +13,10 @@
 //! produces the gradient feeding it (two launches per layer). [`MlpPlan::with_input_grad`] also
 //! writes the gradient with respect to the input rows (one more launch).
 
+use super::arena::{ArenaLayout, ParamArena};
 use crate::kernels::dense::{self, DenseParams};
 use crate::kernels::layout::{pack_weight, pad4, unpack};
 use crate::kernels::Activation;
-use super::arena::{ArenaLayout, ParamArena};
 use crate::runtime::{Dispatch, GpuContext, GpuResult, GpuTensor};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -175,10 +175,20 @@ impl Mlp {
     }
 
     /// One model per entry of `weights`, all trained in the same launches.
-    pub fn new_batched(ctx: &GpuContext, config: MlpConfig, weights: &[MlpWeights]) -> GpuResult<Self> {
+    pub fn new_batched(
+        ctx: &GpuContext,
+        config: MlpConfig,
+        weights: &[MlpWeights],
+    ) -> GpuResult<Self> {
         let align = ArenaLayout::new(ctx).align;
         let arena = ParamArena::new(ctx, &Self::init_arena(&config, weights, align))?;
-        Ok(Self::from_views(config, weights.len(), arena.params, arena.grads, align))
+        Ok(Self::from_views(
+            config,
+            weights.len(),
+            arena.params,
+            arena.grads,
+            align,
+        ))
     }
 
     /// Floats one model occupies in an arena aligned to `align` floats.
@@ -189,15 +199,34 @@ impl Mlp {
     /// The arena contents for `weights` (one block per model).
     pub fn init_arena(config: &MlpConfig, weights: &[MlpWeights], align: usize) -> Vec<f32> {
         let (slots, len) = config.arena_layout(align);
-        weights.iter().flat_map(|w| w.to_arena(&slots, len)).collect()
+        weights
+            .iter()
+            .flat_map(|w| w.to_arena(&slots, len))
+            .collect()
     }
 
     /// Networks whose parameters and gradients are views into an arena owned elsewhere
     /// (length `models · model_len(config, align)` each).
-    pub fn from_views(config: MlpConfig, models: usize, params: GpuTensor, grads: GpuTensor, align: usize) -> Self {
+    pub fn from_views(
+        config: MlpConfig,
+        models: usize,
+        params: GpuTensor,
+        grads: GpuTensor,
+        align: usize,
+    ) -> Self {
         let (slots, model_len) = config.arena_layout(align);
-        assert!(params.len >= models * model_len && grads.len >= models * model_len, "arena block too small for the MLP");
-        Mlp { config, models, slots, model_len, params, grads }
+        assert!(
+            params.len >= models * model_len && grads.len >= models * model_len,
+            "arena block too small for the MLP"
+        );
+        Mlp {
+            config,
+            models,
+            slots,
+            model_len,
+            params,
+            grads,
+        }
     }
 
     fn unpack_models(&self, arena: &[f32]) -> Vec<MlpWeights> {
@@ -273,7 +302,10 @@ impl MlpPlan {
         let x = ctx.tensor_zeros("mlp-x", f * rows * in4)?;
         let y = ctx.tensor_zeros("mlp-y", f * rows * out4)?;
         // Two hidden buffers suffice: layer l reads h[(l+1)%2] and writes h[l%2].
-        let h = [ctx.tensor_zeros("mlp-h", f * rows * h4)?, ctx.tensor_zeros("mlp-h", f * rows * h4)?];
+        let h = [
+            ctx.tensor_zeros("mlp-h", f * rows * h4)?,
+            ctx.tensor_zeros("mlp-h", f * rows * h4)?,
+        ];
         let mut uniforms = vec![];
         let mut forward = vec![];
         for (l, s) in mlp.slots.iter().enumerate() {
@@ -281,9 +313,28 @@ impl MlpPlan {
             uniforms.push(ctx.uniform("dense-params", &sh));
             let input = if l == 0 { &x } else { &h[(l + 1) % 2] };
             let out = if l == lo { &y } else { &h[l % 2] };
-            let act = if l < lo && c.has_act(l) { c.act } else { Activation::Identity };
-            let res = if c.residual && l > 0 && l < lo { Some(&h[(l + 1) % 2]) } else { None };
-            forward.push(dense::forward(ctx, &uniforms[l], sh, act, input, &mlp.w(&mlp.params, l), &mlp.b(&mlp.params, l), res, None, out)?);
+            let act = if l < lo && c.has_act(l) {
+                c.act
+            } else {
+                Activation::Identity
+            };
+            let res = if c.residual && l > 0 && l < lo {
+                Some(&h[(l + 1) % 2])
+            } else {
+                None
+            };
+            forward.push(dense::forward(
+                ctx,
+                &uniforms[l],
+                sh,
+                act,
+                input,
+                &mlp.w(&mlp.params, l),
+                &mlp.b(&mlp.params, l),
+                res,
+                None,
+                out,
+            )?);
         }
         Ok(MlpPlan {
             rows,
@@ -309,7 +360,13 @@ impl MlpPlan {
         Self::build(ctx, mlp, rows, 0.0, true)
     }
 
-    fn build(ctx: &GpuContext, mlp: &Mlp, rows: usize, l2: f32, input_grad: bool) -> GpuResult<Self> {
+    fn build(
+        ctx: &GpuContext,
+        mlp: &Mlp,
+        rows: usize,
+        l2: f32,
+        input_grad: bool,
+    ) -> GpuResult<Self> {
         let c = &mlp.config;
         let f = mlp.models;
         let (h4, in4, out4) = (pad4(c.hidden), pad4(c.in_dim), pad4(c.out_dim));

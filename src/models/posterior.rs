@@ -9,8 +9,8 @@ use crate::io::{atomic_write_bytes, read_safetensors, write_safetensors};
 use crate::models::flow::FlowConfig;
 use crate::models::mlp::MlpConfig;
 use crate::training::npe::NpeSettings;
-use crate::training::Method;
 use crate::training::preprocess::{Preprocess, Standardize};
+use crate::training::Method;
 use gkl_tasks::Prior;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -89,82 +89,164 @@ impl NpeModel {
             ratio_offset: self.ratio_offset,
             training: self.settings.clone(),
         };
-        let json = serde_json::to_string_pretty(&cfg).map_err(|e| Error::Model { path: dir.display().to_string(), problem: e.to_string() })?;
+        let json = serde_json::to_string_pretty(&cfg).map_err(|e| Error::Model {
+            path: dir.display().to_string(),
+            problem: e.to_string(),
+        })?;
         let p = &self.preprocess;
         let f = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
         let stats = [f(&p.theta.mean), f(&p.theta.std), f(&p.x.mean), f(&p.x.std)];
         let mut meta = BTreeMap::new();
         meta.insert("format_version".to_string(), FORMAT_VERSION.to_string());
-        std::fs::create_dir_all(dir).map_err(|e| Error::Model { path: dir.display().to_string(), problem: format!("cannot create directory: {e}") })?;
-        let mut entries: Vec<(&str, Vec<usize>, &[f32])> = vec![("params", vec![self.params.len()], &self.params)];
+        std::fs::create_dir_all(dir).map_err(|e| Error::Model {
+            path: dir.display().to_string(),
+            problem: format!("cannot create directory: {e}"),
+        })?;
+        let mut entries: Vec<(&str, Vec<usize>, &[f32])> =
+            vec![("params", vec![self.params.len()], &self.params)];
         for (name, s) in TENSORS.iter().zip(&stats) {
             entries.push((name, vec![s.len()], s));
         }
-        let refs: Vec<(&str, &[usize], &[f32])> = entries.iter().map(|(n, s, d)| (*n, s.as_slice(), *d)).collect();
+        let refs: Vec<(&str, &[usize], &[f32])> = entries
+            .iter()
+            .map(|(n, s, d)| (*n, s.as_slice(), *d))
+            .collect();
         write_safetensors(dir.join("model.safetensors"), &refs, &meta)?;
         atomic_write_bytes(dir.join("config.json"), json.as_bytes())?;
         Ok(())
     }
 
     pub fn load(dir: &Path) -> Result<Self> {
-        let bad = |problem: String| Error::Model { path: dir.display().to_string(), problem };
+        let bad = |problem: String| Error::Model {
+            path: dir.display().to_string(),
+            problem,
+        };
         let cfg_path = dir.join("config.json");
         let text = read_capped(&cfg_path).map_err(bad)?;
-        let cfg: ConfigFile = serde_json::from_str(&text).map_err(|e| bad(format!("config.json: {e}")))?;
+        let cfg: ConfigFile =
+            serde_json::from_str(&text).map_err(|e| bad(format!("config.json: {e}")))?;
         if cfg.format_version != FORMAT_VERSION {
-            return Err(bad(format!("model format version {} is not supported (this build reads {FORMAT_VERSION})", cfg.format_version)));
+            return Err(bad(format!(
+                "model format version {} is not supported (this build reads {FORMAT_VERSION})",
+                cfg.format_version
+            )));
         }
-        let method = Method::parse(&cfg.method).ok_or_else(|| bad(format!("method '{}' is not supported by this build", cfg.method)))?;
+        let method = Method::parse(&cfg.method).ok_or_else(|| {
+            bad(format!(
+                "method '{}' is not supported by this build",
+                cfg.method
+            ))
+        })?;
         cfg.prior.validate()?;
         // A corrupted or hostile config.json must not make later steps overflow or allocate
         // without bound: check every size the networks are built from.
         check_config_bounds(&cfg).map_err(bad)?;
         if cfg.prior.dim() != cfg.dim_theta {
-            return Err(bad(format!("prior and dim_theta disagree ({}, {})", cfg.prior.dim(), cfg.dim_theta)));
+            return Err(bad(format!(
+                "prior and dim_theta disagree ({}, {})",
+                cfg.prior.dim(),
+                cfg.dim_theta
+            )));
         }
         if method.has_flow() != cfg.flow.is_some() || method.has_ratio() != cfg.ratio.is_some() {
-            return Err(bad(format!("a '{}' model needs {} flow and {} ratio network", cfg.method, if method.has_flow() { "a" } else { "no" }, if method.has_ratio() { "a" } else { "no" })));
+            return Err(bad(format!(
+                "a '{}' model needs {} flow and {} ratio network",
+                cfg.method,
+                if method.has_flow() { "a" } else { "no" },
+                if method.has_ratio() { "a" } else { "no" }
+            )));
         }
         if let Some(f) = &cfg.flow {
             if f.dim != cfg.dim_theta {
-                return Err(bad(format!("flow and dim_theta disagree ({}, {})", f.dim, cfg.dim_theta)));
+                return Err(bad(format!(
+                    "flow and dim_theta disagree ({}, {})",
+                    f.dim, cfg.dim_theta
+                )));
             }
             f.validate().map_err(|e| bad(format!("flow: {e}")))?;
         }
         if let Some(r) = &cfg.ratio {
-            if r.in_dim != cfg.dim_theta + cfg.dim_x || r.out_dim != 1 || r.hidden == 0 || r.hidden > 4096 || r.blocks > 64 {
-                return Err(bad(format!("ratio network {}→{} (hidden {}, {} blocks) does not fit θ of {} and x of {}", r.in_dim, r.out_dim, r.hidden, r.blocks, cfg.dim_theta, cfg.dim_x)));
+            if r.in_dim != cfg.dim_theta + cfg.dim_x
+                || r.out_dim != 1
+                || r.hidden == 0
+                || r.hidden > 4096
+                || r.blocks > 64
+            {
+                return Err(bad(format!(
+                    "ratio network {}→{} (hidden {}, {} blocks) does not fit θ of {} and x of {}",
+                    r.in_dim, r.out_dim, r.hidden, r.blocks, cfg.dim_theta, cfg.dim_x
+                )));
             }
         }
         if !cfg.arena_align.is_power_of_two() || cfg.arena_align > 1 << 16 {
-            return Err(bad(format!("arena_align {} must be a power of two", cfg.arena_align)));
+            return Err(bad(format!(
+                "arena_align {} must be a power of two",
+                cfg.arena_align
+            )));
         }
         let w = read_safetensors(dir.join("model.safetensors"))?;
         let params = w.tensor("params", &[cfg.arena_len])?.to_vec();
         let dims = [cfg.dim_theta, cfg.dim_theta, cfg.dim_x, cfg.dim_x];
         let mut stats = vec![];
         for (name, n) in TENSORS.iter().zip(dims) {
-            stats.push(w.tensor(name, &[n])?.iter().map(|&v| v as f64).collect::<Vec<f64>>());
+            stats.push(
+                w.tensor(name, &[n])?
+                    .iter()
+                    .map(|&v| v as f64)
+                    .collect::<Vec<f64>>(),
+            );
         }
-        if stats[1].iter().chain(&stats[3]).any(|s| !(s.is_finite() && *s > 0.0)) {
-            return Err(bad("z-score standard deviations must be positive and finite".into()));
+        if stats[1]
+            .iter()
+            .chain(&stats[3])
+            .any(|s| !(s.is_finite() && *s > 0.0))
+        {
+            return Err(bad(
+                "z-score standard deviations must be positive and finite".into(),
+            ));
         }
         let preprocess = Preprocess {
             prior: cfg.prior,
             unconstrained: cfg.unconstrained,
-            theta: Standardize { mean: stats[0].clone(), std: stats[1].clone() },
-            x: Standardize { mean: stats[2].clone(), std: stats[3].clone() },
+            theta: Standardize {
+                mean: stats[0].clone(),
+                std: stats[1].clone(),
+            },
+            x: Standardize {
+                mean: stats[2].clone(),
+                std: stats[3].clone(),
+            },
         };
         let blocks = [
-            ("flow", cfg.flow.as_ref().map(|f| f.arena_len(cfg.arena_align)), cfg.flow_offset),
-            ("ratio network", cfg.ratio.as_ref().map(|r| crate::models::mlp::Mlp::model_len(r, cfg.arena_align)), cfg.ratio_offset),
-            ("embedding network", cfg.embedding.as_ref().map(|e| crate::models::mlp::Mlp::model_len(e, cfg.arena_align)), cfg.embedding_offset),
+            (
+                "flow",
+                cfg.flow.as_ref().map(|f| f.arena_len(cfg.arena_align)),
+                cfg.flow_offset,
+            ),
+            (
+                "ratio network",
+                cfg.ratio
+                    .as_ref()
+                    .map(|r| crate::models::mlp::Mlp::model_len(r, cfg.arena_align)),
+                cfg.ratio_offset,
+            ),
+            (
+                "embedding network",
+                cfg.embedding
+                    .as_ref()
+                    .map(|e| crate::models::mlp::Mlp::model_len(e, cfg.arena_align)),
+                cfg.embedding_offset,
+            ),
         ];
         for (what, len, off) in blocks {
             if let Some(len) = len {
                 let off = off.ok_or_else(|| bad(format!("no offset for the {what}")))?;
-                if off.checked_add(len).is_none_or(|end| end > params.len()) || off % cfg.arena_align != 0 {
-                    return Err(bad(format!("parameter arena does not hold the {what} at offset {off}")));
+                if off.checked_add(len).is_none_or(|end| end > params.len())
+                    || off % cfg.arena_align != 0
+                {
+                    return Err(bad(format!(
+                        "parameter arena does not hold the {what} at offset {off}"
+                    )));
                 }
             }
         }
@@ -195,9 +277,13 @@ fn read_capped(path: &Path) -> std::result::Result<String, String> {
     use std::io::Read;
     let f = std::fs::File::open(path).map_err(|e| format!("cannot read config.json: {e}"))?;
     let mut bytes = Vec::new();
-    f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read config.json: {e}"))?;
+    f.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read config.json: {e}"))?;
     if bytes.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(format!("config.json is larger than {MAX_CONFIG_BYTES} bytes"));
+        return Err(format!(
+            "config.json is larger than {MAX_CONFIG_BYTES} bytes"
+        ));
     }
     String::from_utf8(bytes).map_err(|e| format!("config.json is not UTF-8: {e}"))
 }
@@ -222,30 +308,44 @@ fn check_config_bounds(cfg: &ConfigFile) -> std::result::Result<(), String> {
         within("flow.hidden_layers", f.hidden_layers, 1, 64)?;
         within("flow.bins", f.bins, 1, 1024)?;
         if !(f.tail_bound.is_finite() && f.tail_bound > 0.0) {
-            return Err(format!("config.json: flow.tail_bound = {} must be finite and positive", f.tail_bound));
+            return Err(format!(
+                "config.json: flow.tail_bound = {} must be finite and positive",
+                f.tail_bound
+            ));
         }
     }
     if let Some(r) = &cfg.ratio {
         within("ratio.hidden", r.hidden, 1, 1 << 14)?;
         within("ratio.blocks", r.blocks, 0, 64)?;
-        let off = cfg.ratio_offset.ok_or("config.json: ratio network without ratio_offset")?;
+        let off = cfg
+            .ratio_offset
+            .ok_or("config.json: ratio network without ratio_offset")?;
         let len = crate::models::mlp::Mlp::model_len(r, cfg.arena_align);
         if off.checked_add(len).is_none_or(|end| end > cfg.arena_len) {
-            return Err("config.json: the ratio network does not fit in the parameter arena".into());
+            return Err(
+                "config.json: the ratio network does not fit in the parameter arena".into(),
+            );
         }
     }
     let context = match &cfg.embedding {
         Some(e) => {
             if e.in_dim != cfg.dim_x {
-                return Err(format!("config.json: embedding.in_dim = {} but dim_x = {}", e.in_dim, cfg.dim_x));
+                return Err(format!(
+                    "config.json: embedding.in_dim = {} but dim_x = {}",
+                    e.in_dim, cfg.dim_x
+                ));
             }
             within("embedding.out_dim", e.out_dim, 1, 1 << 14)?;
             within("embedding.hidden", e.hidden, 1, 1 << 14)?;
             within("embedding.blocks", e.blocks, 0, 64)?;
-            let off = cfg.embedding_offset.ok_or("config.json: embedding without embedding_offset")?;
+            let off = cfg
+                .embedding_offset
+                .ok_or("config.json: embedding without embedding_offset")?;
             let len = crate::models::mlp::Mlp::model_len(e, cfg.arena_align);
             if off.checked_add(len).is_none_or(|end| end > cfg.arena_len) {
-                return Err("config.json: the embedding does not fit in the parameter arena".into());
+                return Err(
+                    "config.json: the embedding does not fit in the parameter arena".into(),
+                );
             }
             e.out_dim
         }
@@ -258,14 +358,21 @@ fn check_config_bounds(cfg: &ConfigFile) -> std::result::Result<(), String> {
     };
     if let Some(f) = &cfg.flow {
         if f.context_dim != context {
-            return Err(format!("config.json: flow.context_dim = {} but the flow's context has {context} values", f.context_dim));
+            return Err(format!(
+                "config.json: flow.context_dim = {} but the flow's context has {context} values",
+                f.context_dim
+            ));
         }
-        let off = cfg.flow_offset.ok_or("config.json: flow without flow_offset")?;
+        let off = cfg
+            .flow_offset
+            .ok_or("config.json: flow without flow_offset")?;
         let flow_len = f.arena_len(cfg.arena_align);
-        if off.checked_add(flow_len).is_none_or(|end| end > cfg.arena_len) {
+        if off
+            .checked_add(flow_len)
+            .is_none_or(|end| end > cfg.arena_len)
+        {
             return Err("config.json: the flow does not fit in the parameter arena".into());
         }
     }
     Ok(())
 }
-

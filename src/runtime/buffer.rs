@@ -218,11 +218,20 @@ impl GpuContext {
                 src.label, src.len, dst.label, dst.len
             )));
         }
-        self.scoped(&format!("copying '{}' to '{}'", src.label, dst.label), || {
-            let mut enc = self.device.create_command_encoder(&Default::default());
-            enc.copy_buffer_to_buffer(&src.buffer, (src.offset * 4) as u64, &dst.buffer, (dst.offset * 4) as u64, src.bytes());
-            self.queue.submit([enc.finish()]);
-        })
+        self.scoped(
+            &format!("copying '{}' to '{}'", src.label, dst.label),
+            || {
+                let mut enc = self.device.create_command_encoder(&Default::default());
+                enc.copy_buffer_to_buffer(
+                    &src.buffer,
+                    (src.offset * 4) as u64,
+                    &dst.buffer,
+                    (dst.offset * 4) as u64,
+                    src.bytes(),
+                );
+                self.queue.submit([enc.finish()]);
+            },
+        )
     }
 }
 

@@ -44,9 +44,9 @@ impl ShaderDef {
     /// Whether a pipeline with these override constants needs the wide sources.
     pub fn needs_wide(&self, constants: Constants<'_>) -> bool {
         self.wide.as_ref().is_some_and(|w| {
-            w.narrow_limits.iter().any(|(name, max)| {
-                constants.iter().any(|(k, v)| k == name && v > max)
-            })
+            w.narrow_limits
+                .iter()
+                .any(|(name, max)| constants.iter().any(|(k, v)| k == name && v > max))
         })
     }
 

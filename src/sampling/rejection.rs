@@ -107,8 +107,11 @@ impl PriorPack {
         match prior {
             Prior::Gaussian { mean, cov } => {
                 let flat: Vec<f64> = cov.iter().flatten().copied().collect();
-                let ch = gkl_tasks::linalg::cholesky(&flat, d)
-                    .ok_or_else(|| GpuError::InvalidArgument("the prior's covariance is not positive definite".into()))?;
+                let ch = gkl_tasks::linalg::cholesky(&flat, d).ok_or_else(|| {
+                    GpuError::InvalidArgument(
+                        "the prior's covariance is not positive definite".into(),
+                    )
+                })?;
                 for i in 0..d {
                     kind[i] = 1.0;
                     a[i] = mean[i] as f32;
@@ -118,7 +121,9 @@ impl PriorPack {
                 }
             }
             _ => {
-                let comps = prior.components().ok_or_else(|| GpuError::InvalidArgument("prior without components".into()))?;
+                let comps = prior
+                    .components()
+                    .ok_or_else(|| GpuError::InvalidArgument("prior without components".into()))?;
                 for (i, c) in comps.iter().enumerate() {
                     match *c {
                         Component::Uniform { low, high } => {
@@ -145,7 +150,10 @@ impl PriorPack {
         data.extend(l);
         data.extend(pre.theta.mean.iter().map(|&v| v as f32));
         data.extend(pre.theta.std.iter().map(|&v| v as f32));
-        Ok(PriorPack { data, unconstrained: pre.unconstrained })
+        Ok(PriorPack {
+            data,
+            unconstrained: pre.unconstrained,
+        })
     }
 }
 
@@ -168,7 +176,10 @@ pub enum Proposal<'a> {
     /// The prior, drawn in the propose kernel (the ratio surrogate).
     Prior,
     /// The base flow; `contexts[o]` is observation o's flow context (the hybrid).
-    Flow { flow: &'a Flow, contexts: &'a [Vec<f64>] },
+    Flow {
+        flow: &'a Flow,
+        contexts: &'a [Vec<f64>],
+    },
 }
 
 /// Per-observation progress on the host.
@@ -208,8 +219,20 @@ pub struct RejectionOutput {
 }
 
 impl<'a> RejectionSampler<'a> {
-    pub fn new(ctx: &'a GpuContext, ratio: &'a Mlp, pre: &'a Preprocess, proposal: Proposal<'a>, config: RejectionConfig) -> Self {
-        RejectionSampler { ctx, ratio, pre, proposal, config }
+    pub fn new(
+        ctx: &'a GpuContext,
+        ratio: &'a Mlp,
+        pre: &'a Preprocess,
+        proposal: Proposal<'a>,
+        config: RejectionConfig,
+    ) -> Self {
+        RejectionSampler {
+            ctx,
+            ratio,
+            pre,
+            proposal,
+            config,
+        }
     }
 
     /// `xs[o]`: observation o in network space (z-scored x, the ratio net's input); `n` samples
@@ -221,9 +244,16 @@ impl<'a> RejectionSampler<'a> {
         let per_obs = (n.max(1) * (d + 1) * 4).max(1);
         let group = (max_bytes / per_obs).max(1);
         if per_obs > max_bytes {
-            return Err(GpuError::InvalidArgument(format!("{n} samples of dimension {d} do not fit one GPU binding; draw fewer per call")));
+            return Err(GpuError::InvalidArgument(format!(
+                "{n} samples of dimension {d} do not fit one GPU binding; draw fewer per call"
+            )));
         }
-        let mut out = RejectionOutput { samples: vec![], reports: vec![], seconds: 0.0, rounds: 0 };
+        let mut out = RejectionOutput {
+            samples: vec![],
+            reports: vec![],
+            seconds: 0.0,
+            rounds: 0,
+        };
         let mut round = 0u64;
         for (g, chunk) in xs.chunks(group).enumerate() {
             let base = g * group;
@@ -236,7 +266,15 @@ impl<'a> RejectionSampler<'a> {
         Ok(out)
     }
 
-    fn run_group(&self, xs: &[Vec<f64>], base: usize, n: usize, seed: u64, round: &mut u64, t0: Instant) -> GpuResult<(Vec<Vec<f64>>, Vec<ObsReport>)> {
+    fn run_group(
+        &self,
+        xs: &[Vec<f64>],
+        base: usize,
+        n: usize,
+        seed: u64,
+        round: &mut u64,
+        t0: Instant,
+    ) -> GpuResult<(Vec<Vec<f64>>, Vec<ObsReport>)> {
         let ctx = self.ctx;
         let cfg = &self.config;
         let d = self.pre.prior.dim();
@@ -244,7 +282,10 @@ impl<'a> RejectionSampler<'a> {
         let nobs = xs.len();
         for x in xs {
             if x.len() != dx {
-                return Err(GpuError::InvalidArgument(format!("observation has {} values, the model needs {dx}", x.len())));
+                return Err(GpuError::InvalidArgument(format!(
+                    "observation has {} values, the model needs {dx}",
+                    x.len()
+                )));
             }
         }
         let rows = cfg.rows_per_round.div_ceil(WG_ACCEPT).max(1) * WG_ACCEPT;
@@ -276,7 +317,11 @@ impl<'a> RejectionSampler<'a> {
             Proposal::Flow { flow, contexts } => {
                 let e4 = pad4(flow.config.context_dim);
                 let t = ctx.tensor_zeros("rej-flow-context", max_slots * e4)?;
-                (Some(FlowSamplePlan::new(ctx, flow, rows, &t)?), Some(t), contexts.to_vec())
+                (
+                    Some(FlowSamplePlan::new(ctx, flow, rows, &t)?),
+                    Some(t),
+                    contexts.to_vec(),
+                )
             }
             Proposal::Prior => (None, None, vec![]),
         };
@@ -313,7 +358,15 @@ impl<'a> RejectionSampler<'a> {
             "accept",
             "accept",
             &[("D", d as f64)],
-            &[Bind::U(&uni), Bind::T(&mlp.y), Bind::T(&theta_t), Bind::T(&info_t), Bind::T(&counters), Bind::T(&out_t), Bind::T(&partials)],
+            &[
+                Bind::U(&uni),
+                Bind::T(&mlp.y),
+                Bind::T(&theta_t),
+                Bind::T(&info_t),
+                Bind::T(&counters),
+                Bind::T(&out_t),
+                Bind::T(&partials),
+            ],
             groups_1d(rows, WG_ACCEPT as u32),
         )?;
 
@@ -349,7 +402,10 @@ impl<'a> RejectionSampler<'a> {
         let mut last_print = Instant::now();
         loop {
             let active: Vec<usize> = (0..nobs).filter(|&o| !st[o].done).take(max_slots).collect();
-            if cfg.progress && (active.is_empty() || last_print.elapsed().as_secs_f64() >= if tty { 1.0 } else { 10.0 }) {
+            if cfg.progress
+                && (active.is_empty()
+                    || last_print.elapsed().as_secs_f64() >= if tty { 1.0 } else { 10.0 })
+            {
                 last_print = Instant::now();
                 let done = st.iter().filter(|s| s.done).count();
                 let acc: usize = st.iter().map(|s| s.accepted).sum();
@@ -395,12 +451,16 @@ impl<'a> RejectionSampler<'a> {
             params.round = *round as u32;
             ctx.write_uniform(&uni, &params);
             let mut ds: Vec<&Dispatch> = vec![];
-            if let (Some(fp), Some(ct), Proposal::Flow { flow, .. }) = (&mut flow_plan, &flow_ctx_t, &self.proposal) {
+            if let (Some(fp), Some(ct), Proposal::Flow { flow, .. }) =
+                (&mut flow_plan, &flow_ctx_t, &self.proposal)
+            {
                 let e = flow.config.context_dim;
                 let e4 = pad4(e);
                 let mut c = vec![0f32; slots * e4];
                 for (a, &o) in active.iter().enumerate() {
-                    let row = ctx_rows.get(base + o).ok_or_else(|| GpuError::InvalidArgument("missing flow context".into()))?;
+                    let row = ctx_rows
+                        .get(base + o)
+                        .ok_or_else(|| GpuError::InvalidArgument("missing flow context".into()))?;
                     for (j, v) in row.iter().enumerate().take(e) {
                         c[a * e4 + j] = *v as f32;
                     }
@@ -441,7 +501,10 @@ impl<'a> RejectionSampler<'a> {
                         s.log_m = as_on_gpu(s.max_f + ln_factor);
                     } else if s.warm >= cfg.max_proposals {
                         s.done = true;
-                        s.report.stopped = Some(format!("no proposal inside the prior's support in {} warm-up proposals", s.warm));
+                        s.report.stopped = Some(format!(
+                            "no proposal inside the prior's support in {} warm-up proposals",
+                            s.warm
+                        ));
                     }
                 } else {
                     s.report.proposals += p as u64;
@@ -462,26 +525,39 @@ impl<'a> RejectionSampler<'a> {
                     }
                     // After a raise the stored samples are thinned below: decide next round.
                     let raised = resets.last().is_some_and(|r| r.0 == o);
-                    let enough = !raised && s.accepted >= n && s.report.proposals >= cfg.min_proposals;
+                    let enough =
+                        !raised && s.accepted >= n && s.report.proposals >= cfg.min_proposals;
                     if enough {
                         s.done = true;
                         s.report.finished = true;
                     } else if s.report.proposals + s.warm >= cfg.max_proposals {
                         s.done = true;
-                        s.report.stopped = Some(format!("reached --max-proposals ({}) with {} of {n} samples", cfg.max_proposals, s.accepted));
+                        s.report.stopped = Some(format!(
+                            "reached --max-proposals ({}) with {} of {n} samples",
+                            cfg.max_proposals, s.accepted
+                        ));
                     }
                 }
                 if !s.done && elapsed >= cfg.max_seconds {
                     s.done = true;
-                    s.report.stopped = Some(format!("reached --max-seconds ({}) with {} of {n} samples", cfg.max_seconds, s.accepted));
+                    s.report.stopped = Some(format!(
+                        "reached --max-seconds ({}) with {} of {n} samples",
+                        cfg.max_seconds, s.accepted
+                    ));
                 }
             }
             for (o, old) in resets {
                 // Thin what is stored to what the raised M would have accepted, in place.
                 let s = &mut st[o];
                 let k = s.accepted.min(n);
-                let rows: Vec<f32> = if k > 0 { ctx.read_range(&out_t, o * n * (d + 1), k * (d + 1))? } else { vec![] };
-                let seed_o = seed ^ ((base + o) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (s.report.restarts as u64) << 48;
+                let rows: Vec<f32> = if k > 0 {
+                    ctx.read_range(&out_t, o * n * (d + 1), k * (d + 1))?
+                } else {
+                    vec![]
+                };
+                let seed_o = seed
+                    ^ ((base + o) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    ^ (s.report.restarts as u64) << 48;
                 let kept = thin(&rows, d, old, s.log_m, seed_o);
                 if !kept.is_empty() {
                     ctx.write(&out_t, o * n * (d + 1), &kept)?;
@@ -496,13 +572,29 @@ impl<'a> RejectionSampler<'a> {
         let mut reports = vec![];
         for (o, s) in st.into_iter().enumerate() {
             let k = s.accepted.min(n);
-            let v: Vec<f32> = if k > 0 { ctx.read_range(&out_t, o * n * (d + 1), k * (d + 1))? } else { vec![] };
-            samples.push(v.chunks(d + 1).flat_map(|r| r[..d].iter().map(|&a| a as f64)).collect());
+            let v: Vec<f32> = if k > 0 {
+                ctx.read_range(&out_t, o * n * (d + 1), k * (d + 1))?
+            } else {
+                vec![]
+            };
+            samples.push(
+                v.chunks(d + 1)
+                    .flat_map(|r| r[..d].iter().map(|&a| a as f64))
+                    .collect(),
+            );
             let mut r = s.report;
             r.accepted = k;
             r.log_m = s.log_m;
-            r.acceptance_rate = if s.since_restart > 0 { s.raw_accepted as f64 / s.since_restart as f64 } else { 0.0 };
-            r.log_z = if r.proposals > 0 { (s.z_sum / r.proposals as f64).ln() } else { f64::NAN };
+            r.acceptance_rate = if s.since_restart > 0 {
+                s.raw_accepted as f64 / s.since_restart as f64
+            } else {
+                0.0
+            };
+            r.log_z = if r.proposals > 0 {
+                (s.z_sum / r.proposals as f64).ln()
+            } else {
+                f64::NAN
+            };
             reports.push(r);
         }
         Ok((samples, reports))
@@ -581,7 +673,9 @@ mod tests {
         // M_old = 1, M_new = 2: a row with f ≤ 0 was accepted w.p. e^f and must end at e^f / 2
         // (keep 1/2); a row with f = 0.5 was accepted w.p. 1 and must end at e^0.5 / 2 (keep 0.824).
         let n = 40_000;
-        let rows: Vec<f32> = (0..n).flat_map(|i| [i as f32, if i % 2 == 0 { -0.3 } else { 0.5 }]).collect();
+        let rows: Vec<f32> = (0..n)
+            .flat_map(|i| [i as f32, if i % 2 == 0 { -0.3 } else { 0.5 }])
+            .collect();
         let kept = thin(&rows, 1, 0.0, 2f64.ln(), 7);
         let (mut low, mut high) = (0, 0);
         for r in kept.chunks(2) {
@@ -592,7 +686,13 @@ mod tests {
             }
         }
         let half = (n / 2) as f64;
-        assert!((low as f64 / half - 0.5).abs() < 0.015, "f ≤ log M_old kept {low} of {half}");
-        assert!((high as f64 / half - 0.5f64.exp() / 2.0).abs() < 0.015, "f > log M_old kept {high} of {half}");
+        assert!(
+            (low as f64 / half - 0.5).abs() < 0.015,
+            "f ≤ log M_old kept {low} of {half}"
+        );
+        assert!(
+            (high as f64 / half - 0.5f64.exp() / 2.0).abs() < 0.015,
+            "f > log M_old kept {high} of {half}"
+        );
     }
 }

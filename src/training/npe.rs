@@ -854,9 +854,7 @@ fn train_graph(
         }
         // The embedding net's backward comes last: with a reparameterized base gradient the
         // ratio term adds to its upstream gradient (dcontext).
-        let emb_bwd: Vec<Dispatch> = emb_plan
-            .as_ref()
-            .map_or(vec![], |p| p.backward.clone());
+        let emb_bwd: Vec<Dispatch> = emb_plan.as_ref().map_or(vec![], |p| p.backward.clone());
         let mut full = step.clone();
         if let Some(neg) = &theta_neg {
             let gpc = gpt.contrastive(kc);
@@ -966,7 +964,11 @@ pub fn probe_step_gradient(
         &grads,
         settings.base_gradient,
     )?;
-    ctx.write(&g.theta_blk, 0, &crate::kernels::layout::pack(theta, rows, d))?;
+    ctx.write(
+        &g.theta_blk,
+        0,
+        &crate::kernels::layout::pack(theta, rows, d),
+    )?;
     ctx.write(&g.x_blk, 0, &crate::kernels::layout::pack(x, rows, dim_x))?;
     ctx.write(&g.perm, 0, &(0..rows as u32).collect::<Vec<u32>>())?;
     for (buf, p) in &g.gathers {

@@ -29,7 +29,16 @@ impl Standardize {
                 *s += (v - m) * (v - m) / (n - 1.0).max(1.0);
             }
         }
-        let std = var.iter().map(|&v| if v.is_finite() && v > 1e-24 { v.sqrt() } else { 1.0 }).collect();
+        let std = var
+            .iter()
+            .map(|&v| {
+                if v.is_finite() && v > 1e-24 {
+                    v.sqrt()
+                } else {
+                    1.0
+                }
+            })
+            .collect();
         Standardize { mean, std }
     }
 
@@ -65,11 +74,19 @@ impl Preprocess {
     pub fn fit(prior: &Prior, unconstrained: bool, theta: &[f64], x: &[f64], dim_x: usize) -> Self {
         let d = prior.dim();
         let u: Vec<f64> = if unconstrained {
-            theta.chunks(d).flat_map(|r| prior.to_unconstrained(r)).collect()
+            theta
+                .chunks(d)
+                .flat_map(|r| prior.to_unconstrained(r))
+                .collect()
         } else {
             theta.to_vec()
         };
-        Preprocess { prior: prior.clone(), unconstrained, theta: Standardize::fit(&u, d), x: Standardize::fit(x, dim_x) }
+        Preprocess {
+            prior: prior.clone(),
+            unconstrained,
+            theta: Standardize::fit(&u, d),
+            x: Standardize::fit(x, dim_x),
+        }
     }
 
     pub fn dim_theta(&self) -> usize {
@@ -160,7 +177,11 @@ mod tests {
                 let dz = (p.theta_forward(&a)[i] - p.theta_forward(&b)[i]) / (2.0 * h);
                 fd += dz.abs().ln();
             }
-            assert!((fd - p.theta_log_jacobian(&t)).abs() < 1e-6, "unconstrained={unconstrained}: {fd} vs {}", p.theta_log_jacobian(&t));
+            assert!(
+                (fd - p.theta_log_jacobian(&t)).abs() < 1e-6,
+                "unconstrained={unconstrained}: {fd} vs {}",
+                p.theta_log_jacobian(&t)
+            );
         }
     }
 

@@ -50,10 +50,7 @@ impl Regressor {
         let row_loss = ctx.tensor_zeros("row-loss", batch)?;
         let loss_acc = ctx.tensor_zeros("loss-acc", 1)?;
         let lp = ctx.uniform("loss-params", &LossParams::new(batch, cfg.out_dim));
-        let rp = ctx.uniform(
-            "reduce-params",
-            &ReduceParams::row_major(batch, 1, 1),
-        );
+        let rp = ctx.uniform("reduce-params", &ReduceParams::row_major(batch, 1, 1));
         let mut step = plan.forward.clone();
         step.push(loss::mse(
             ctx, &lp, batch, &plan.y, &truth, &plan.dy, &row_loss,

@@ -546,20 +546,43 @@ pub fn train_two_d(cfg: &FlowConfig, steps: usize, slack: f64) {
 #[allow(clippy::too_many_arguments)]
 /// The GPU plan against the reference: `rows_ctx` context rows with `k` draws each, dL/dθ at
 /// row offset 3 of a buffer with 5 extra floats per row, with and without accumulation.
-pub fn check_inverse_grad_gpu(cfg: &FlowConfig, seed: u64, spread: f64, rows_ctx: usize, k: usize, z_scale: f64, accumulate: bool) {
+pub fn check_inverse_grad_gpu(
+    cfg: &FlowConfig,
+    seed: u64,
+    spread: f64,
+    rows_ctx: usize,
+    k: usize,
+    z_scale: f64,
+    accumulate: bool,
+) {
     let ctx = ctx();
     let s = setup(cfg, seed, spread);
     let (d, e) = (cfg.dim, cfg.context_dim);
     let (d4, e4) = (pad4(d), pad4(e));
     let rows = rows_ctx * k;
-    let what = format!("{:?} d={d} e={e} rows={rows} K={k} accumulate={accumulate}", cfg.kind);
+    let what = format!(
+        "{:?} d={d} e={e} rows={rows} K={k} accumulate={accumulate}",
+        cfg.kind
+    );
     let mut g = rng(seed + 500);
     let c = data(&mut g, rows_ctx * e, 1.0);
     let z = data(&mut g, rows * d, z_scale);
     let u = data(&mut g, rows * d, 1.0);
     let ct = ctx.tensor_from("ctx", &pack(&c, rows_ctx, e)).unwrap();
-    let mut sp = FlowSamplePlan::with_options(ctx, &s.flow, rows, &ct, FlowSampleOptions { z_buf: true, ctx_div: k, ..Default::default() }).unwrap();
-    ctx.write(sp.z.as_ref().unwrap(), 0, &pack(&z, rows, d)).unwrap();
+    let mut sp = FlowSamplePlan::with_options(
+        ctx,
+        &s.flow,
+        rows,
+        &ct,
+        FlowSampleOptions {
+            z_buf: true,
+            ctx_div: k,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    ctx.write(sp.z.as_ref().unwrap(), 0, &pack(&z, rows, d))
+        .unwrap();
     // dL/dθ of row r at floats (3 + r)·stride + i; garbage elsewhere.
     let (off, stride) = (3usize, d4 + 5);
     let mut ub = vec![123.0f32; (off + rows + 1) * stride];
@@ -569,10 +592,20 @@ pub fn check_inverse_grad_gpu(cfg: &FlowConfig, seed: u64, spread: f64, rows_ctx
         }
     }
     let ut = ctx.tensor_from("dtheta", &ub).unwrap();
-    let dc0: Vec<f32> = (0..rows_ctx * e4).map(|i| if accumulate { 0.25 * (i % 7) as f32 } else { -3.0 }).collect();
+    let dc0: Vec<f32> = (0..rows_ctx * e4)
+        .map(|i| {
+            if accumulate {
+                0.25 * (i % 7) as f32
+            } else {
+                -3.0
+            }
+        })
+        .collect();
     let dct = ctx.tensor_from("dcontext", &dc0).unwrap();
     let lay = cfg.layout();
-    let g0: Vec<f32> = (0..lay.floats()).map(|i| 0.125 * ((i % 11) as f32 - 5.0)).collect();
+    let g0: Vec<f32> = (0..lay.floats())
+        .map(|i| 0.125 * ((i % 11) as f32 - 5.0))
+        .collect();
     ctx.write(&s.flow.grads, 0, &g0).unwrap();
     let plan = FlowInverseGradPlan::new(
         ctx,
@@ -581,35 +614,63 @@ pub fn check_inverse_grad_gpu(cfg: &FlowConfig, seed: u64, spread: f64, rows_ctx
         &sp.samples,
         &ct,
         &ut,
-        FlowInverseGradOptions { ctx_div: k, grad_off: off, grad_stride: stride, dcontext: Some(&dct), accumulate },
+        FlowInverseGradOptions {
+            ctx_div: k,
+            grad_off: off,
+            grad_stride: stride,
+            dcontext: Some(&dct),
+            accumulate,
+        },
     )
     .unwrap();
     let draw = sp.dispatches(ctx, 0, 0)[0].clone();
     let all: Vec<&Dispatch> = std::iter::once(&draw).chain(&plan.dispatches).collect();
     ctx.run(&all).unwrap();
 
-    let cr: Vec<f64> = (0..rows).flat_map(|r| c[(r / k) * e..(r / k + 1) * e].to_vec()).collect();
+    let cr: Vec<f64> = (0..rows)
+        .flat_map(|r| c[(r / k) * e..(r / k + 1) * e].to_vec())
+        .collect();
     let (th_ref, lq_ref) = cpu::inverse(cfg, &s.w, &z, &cr, rows);
     let th = unpack(&ctx.read::<f32>(&sp.samples).unwrap(), rows, d);
     assert_close(&format!("samples {what}"), &th, &th_ref, 2e-4, 2e-4);
     let lq = to64(&ctx.read::<f32>(&plan.log_prob).unwrap());
-    assert_close(&format!("log q of the samples {what}"), &lq, &lq_ref, 5e-4, 5e-4);
+    assert_close(
+        &format!("log q of the samples {what}"),
+        &lq,
+        &lq_ref,
+        5e-4,
+        5e-4,
+    );
 
     let (gw, gc) = cpu::inverse_backward(cfg, &s.w, &z, &cr, rows, &u);
     let want = to64(&gw.to_arena(cfg, align(ctx))[..lay.floats()]);
-    let got: Vec<f64> = to64(&ctx.read_range::<f32>(&s.flow.grads, 0, lay.floats()).unwrap())
-        .iter()
-        .zip(&g0)
-        .map(|(a, b)| if accumulate { a - *b as f64 } else { *a })
-        .collect();
+    let got: Vec<f64> = to64(
+        &ctx.read_range::<f32>(&s.flow.grads, 0, lay.floats())
+            .unwrap(),
+    )
+    .iter()
+    .zip(&g0)
+    .map(|(a, b)| if accumulate { a - *b as f64 } else { *a })
+    .collect();
     let gmax = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     assert!(gmax > 1e-3, "{what}: zero gradient");
-    assert_close(&format!("parameter gradients {what}"), &got, &want, 3e-4 * gmax.max(1.0), 3e-3);
+    assert_close(
+        &format!("parameter gradients {what}"),
+        &got,
+        &want,
+        3e-4 * gmax.max(1.0),
+        3e-3,
+    );
     if !accumulate {
-        let raw = ctx.read_range::<f32>(&s.flow.grads, 0, lay.floats()).unwrap();
+        let raw = ctx
+            .read_range::<f32>(&s.flow.grads, 0, lay.floats())
+            .unwrap();
         for (i, (&a, &b)) in raw.iter().zip(&want).enumerate() {
             if b == 0.0 {
-                assert_eq!(a, 0.0, "{what}: masked or padding entry {i} must be exactly zero");
+                assert_eq!(
+                    a, 0.0,
+                    "{what}: masked or padding entry {i} must be exactly zero"
+                );
             }
         }
     }
@@ -628,7 +689,13 @@ pub fn check_inverse_grad_gpu(cfg: &FlowConfig, seed: u64, spread: f64, rows_ctx
         })
         .collect();
     let cmax = gcs.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    assert_close(&format!("context gradient {what}"), &got_c, &gcs, 3e-4 * cmax.max(1e-2), 3e-3);
+    assert_close(
+        &format!("context gradient {what}"),
+        &got_c,
+        &gcs,
+        3e-4 * cmax.max(1e-2),
+        3e-3,
+    );
     // Padding columns of dcontext: zero, or untouched when accumulating.
     for r in 0..rows_ctx {
         for j in e..e4 {
@@ -638,9 +705,17 @@ pub fn check_inverse_grad_gpu(cfg: &FlowConfig, seed: u64, spread: f64, rows_ctx
     }
     // The arena around the flow is untouched.
     let before = ctx.read_range::<f32>(&s.arena_grads, 0, s.offset).unwrap();
-    assert!(before.iter().all(|&v| v == -7.25), "{what}: grads written before the flow's block");
+    assert!(
+        before.iter().all(|&v| v == -7.25),
+        "{what}: grads written before the flow's block"
+    );
     let n = s.arena_grads.len;
     let tail = s.offset + lay.floats();
-    let after = ctx.read_range::<f32>(&s.arena_grads, tail, n - tail).unwrap();
-    assert!(after.iter().all(|&v| v == -7.25), "{what}: grads written after the flow's block");
+    let after = ctx
+        .read_range::<f32>(&s.arena_grads, tail, n - tail)
+        .unwrap();
+    assert!(
+        after.iter().all(|&v| v == -7.25),
+        "{what}: grads written after the flow's block"
+    );
 }

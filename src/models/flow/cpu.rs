@@ -36,6 +36,9 @@ fn deg_in(cfg: &FlowConfig, t: usize, i: usize) -> usize {
 }
 
 fn deg_h(cfg: &FlowConfig, j: usize) -> usize {
+    if cfg.context_every_dim {
+        return j % cfg.dim;
+    }
     let dm1 = cfg.dim - 1;
     j % dm1.max(1) + dm1.min(1)
 }
@@ -336,6 +339,7 @@ pub struct Spline {
     pub ch: Vec<f64>,
     pub dv: Vec<f64>,
     raw_scale: f64,
+    /// The derivatives' raw parameters plus the identity shift (the softplus arguments).
     raw_d: Vec<f64>,
 }
 
@@ -354,6 +358,11 @@ impl Spline {
         let k = cfg.bins;
         let b = cfg.tail_bound;
         let rs = 1.0 / (cfg.hidden as f64).sqrt();
+        let shift = if cfg.spline_identity_init {
+            super::derivative_identity_shift()
+        } else {
+            0.0
+        };
         let softmax = |u: &[f64]| -> Vec<f64> {
             let m = u.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v * rs));
             let e: Vec<f64> = u.iter().map(|&v| (v * rs - m).exp()).collect();
@@ -377,7 +386,7 @@ impl Spline {
         let ch = knots(&sh, MIN_BIN_HEIGHT);
         let mut dv = vec![1.0; k + 1];
         for j in 1..k {
-            dv[j] = MIN_DERIVATIVE + softplus(raw[2 * k + j - 1]);
+            dv[j] = MIN_DERIVATIVE + softplus(raw[2 * k + j - 1] + shift);
         }
         Spline {
             k,
@@ -388,7 +397,7 @@ impl Spline {
             ch,
             dv,
             raw_scale: rs,
-            raw_d: raw[2 * k..3 * k - 1].to_vec(),
+            raw_d: raw[2 * k..3 * k - 1].iter().map(|r| r + shift).collect(),
         }
     }
 

@@ -29,8 +29,10 @@
 //! MADE: layer 0 reads [x_t, c] (the context reaches every unit of the first layer), then
 //! `hidden_layers` layers of `hidden` units with the activation, then the output layer. nflows'
 //! non-random degrees; note that nflows' MADE as sbi builds it (`num_blocks = 2`) has 3 hidden
-//! layers, i.e. `hidden_layers = 3` here. As in nflows, the first dim in a transform's order gets
-//! parameters that depend on neither θ nor c (its output unit sees no hidden unit).
+//! layers, i.e. `hidden_layers = 3` here. With nflows' degrees the first dim in a transform's order
+//! gets parameters that depend on neither θ nor c (its output unit sees no hidden unit); with
+//! [`FlowConfig::context_every_dim`] (the default of new models) hidden units of degree 0 see the
+//! context only and feed every dim, as in zuko's MADE.
 //!
 //! Cost on a CPU adapter (lavapipe, 2 cores, shared machine; see tests/flow_bench.rs): the kernels
 //! run at ≈ 7 GFLOP per CPU-second, d = 2, e = 2, 5 transforms, hidden 50, 2 hidden layers:
@@ -65,6 +67,12 @@ pub const ALPHA_MAX: f64 = 5.0;
 pub const MIN_BIN_WIDTH: f64 = 1e-3;
 pub const MIN_BIN_HEIGHT: f64 = 1e-3;
 pub const MIN_DERIVATIVE: f64 = 1e-3;
+
+/// The shift c in an inner derivative MIN_DERIVATIVE + softplus(raw + c) that makes raw = 0 give
+/// derivative 1 ([`FlowConfig::spline_identity_init`]).
+pub fn derivative_identity_shift() -> f64 {
+    (1.0 - MIN_DERIVATIVE).exp_m1().ln()
+}
 /// Limits of the kernels' private arrays (`MAXD` of `shaders/lib/flow_limits_wide.wgsl`, ...).
 pub const MAX_DIM: usize = 128;
 /// The largest dim the narrow build of `flow_rows` serves (`MAXD` of
@@ -127,6 +135,18 @@ pub struct FlowConfig {
     pub tail_bound: f64,
     #[serde(default = "d_act")]
     pub act: Activation,
+    /// MADE wiring. false: nflows' MADE, in which the first dim of each transform's order gets
+    /// parameters that depend on neither θ nor the context, so only D − 1 of a transform's D maps
+    /// see x. true: as in zuko's MADE, a share of each layer's hidden units (degree 0) sees the
+    /// context only and feeds every dim, so every dim's map depends on x. Saved models from
+    /// before this field read as false.
+    #[serde(default)]
+    pub context_every_dim: bool,
+    /// NSF: inner knot derivatives are MIN_DERIVATIVE + softplus(raw + c) with c chosen so that
+    /// raw = 0 gives derivative 1: a network output of zero is then the identity map (uniform
+    /// bins, unit slopes), as in zuko. false: nflows' softplus(raw) (derivative ≈ 0.69 at 0).
+    #[serde(default)]
+    pub spline_identity_init: bool,
 }
 
 /// Derived shapes of the parameter arena; all sizes in vec4 units unless named otherwise.
@@ -190,7 +210,9 @@ impl FlowLayout {
 }
 
 impl FlowConfig {
-    /// sbi-like defaults: 5 transforms, 2 hidden layers of 50, tanh, 10 bins on [−3, 3].
+    /// 5 transforms, 2 hidden layers of 50, tanh, 10 bins on [−3, 3], with zuko's MADE wiring and
+    /// identity-initialized splines. `gkl-gpu train` and the bench use SiLU and B = 5 instead
+    /// (measured in BENCHMARKS.md, "The NSF at small budgets").
     pub fn new(kind: FlowKind, dim: usize, context_dim: usize) -> Self {
         FlowConfig {
             kind,
@@ -202,6 +224,8 @@ impl FlowConfig {
             bins: d_bins(),
             tail_bound: d_tail(),
             act: d_act(),
+            context_every_dim: true,
+            spline_identity_init: true,
         }
     }
 
@@ -326,6 +350,15 @@ impl FlowConfig {
             ("MIN_W", MIN_BIN_WIDTH),
             ("MIN_H", MIN_BIN_HEIGHT),
             ("MIN_D", MIN_DERIVATIVE),
+            ("CTX_ALL", self.context_every_dim as u8 as f64),
+            (
+                "DV_SHIFT",
+                if self.spline_identity_init {
+                    derivative_identity_shift()
+                } else {
+                    0.0
+                },
+            ),
             ("RAW_SCALE", 1.0 / (self.hidden as f64).sqrt()),
         ]
     }
@@ -1259,5 +1292,29 @@ impl FlowInverseGradPlan {
             log_prob,
             _keep: (keep, uniform),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Models saved before the MADE wiring and spline options existed keep the function they
+    /// were trained as: nflows' wiring and parameterization.
+    #[test]
+    fn configs_without_the_newer_fields_read_as_the_old_flow() {
+        let old = r#"{"kind": "nsf", "dim": 2, "context_dim": 2, "transforms": 5, "hidden": 50,
+                      "hidden_layers": 2, "bins": 10, "tail_bound": 3.0, "act": "relu"}"#;
+        let c: FlowConfig = serde_json::from_str(old).unwrap();
+        assert!(!c.context_every_dim && !c.spline_identity_init);
+        let consts = c.constants();
+        let get = |k: &str| consts.iter().find(|(n, _)| *n == k).unwrap().1;
+        assert_eq!(get("CTX_ALL"), 0.0);
+        assert_eq!(get("DV_SHIFT"), 0.0);
+        let new = FlowConfig::new(FlowKind::Nsf, 2, 2);
+        assert!(new.context_every_dim && new.spline_identity_init);
+        let consts = new.constants();
+        let shift = consts.iter().find(|(n, _)| *n == "DV_SHIFT").unwrap().1;
+        assert!((MIN_DERIVATIVE + (1.0 + shift.exp()).ln() - 1.0).abs() < 1e-12);
     }
 }
