@@ -26,5 +26,5 @@ print(f"ours {sys.argv[2]}: {len(reps)} observations ({fin} finished), {acc} sam
 PY
 done
 if [ -n "${PY:-}" ]; then
-  $PY ../shared/peers/sbi_run.py "$task" nre_c 10000 --observations 1,2,3,4,5 | tee "$out/sbi_nre_c.json"
+  $PY ${PEERS_DIR:-../shared/peers}/sbi_run.py "$task" nre_c 10000 --observations 1,2,3,4,5 | tee "$out/sbi_nre_c.json"
 fi
