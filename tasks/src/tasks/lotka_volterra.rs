@@ -130,4 +130,3 @@ impl Task for LotkaVolterra {
         false
     }
 }
-

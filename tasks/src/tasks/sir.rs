@@ -142,4 +142,3 @@ impl Task for Sir {
         false
     }
 }
-
