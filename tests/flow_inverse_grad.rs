@@ -11,25 +11,8 @@ use common::*;
 use flow_common::*;
 use gkl_gpu::kernels::Activation;
 use gkl_gpu::models::flow::cpu::{self, FlowWeights};
-use gkl_gpu::models::flow::FlowKind::{Maf, Nsf};
+use gkl_gpu::models::flow::FlowKind::Maf;
 use gkl_gpu::models::flow::{FlowConfig, FlowInverseGradOptions, FlowInverseGradPlan};
-
-#[allow(clippy::too_many_arguments)]
-fn nsf(
-    d: usize,
-    e: usize,
-    t: usize,
-    h: usize,
-    l: usize,
-    act: Activation,
-    k: usize,
-    b: f64,
-) -> FlowConfig {
-    let mut c = config(Nsf, d, e, t, h, l, act);
-    c.bins = k;
-    c.tail_bound = b;
-    c
-}
 
 /// L = Σ u ⊙ θ(z; w, c) by the reference inverse.
 fn objective(
@@ -134,7 +117,7 @@ fn maf_inverse_gradient_reference_matches_finite_differences() {
 #[test]
 fn nsf_inverse_gradient_reference_matches_finite_differences() {
     let inside = check_fd(
-        &nsf(2, 2, 2, 5, 2, Activation::Tanh, 5, 2.0),
+        &nsf_config(2, 2, 2, 5, 2, Activation::Tanh, 5, 2.0),
         4,
         2.0,
         4,
@@ -142,7 +125,7 @@ fn nsf_inverse_gradient_reference_matches_finite_differences() {
     );
     assert_eq!(inside, 0, "draws meant to stay inside the bins");
     check_fd(
-        &nsf(1, 1, 2, 4, 1, Activation::Tanh, 4, 2.0),
+        &nsf_config(1, 1, 2, 4, 1, Activation::Tanh, 4, 2.0),
         5,
         2.0,
         3,
@@ -150,7 +133,7 @@ fn nsf_inverse_gradient_reference_matches_finite_differences() {
     );
     // d = 3 with many draws in the identity tails (|z| > 1.5).
     let tails = check_fd(
-        &nsf(3, 1, 2, 4, 1, Activation::Silu, 3, 1.5),
+        &nsf_config(3, 1, 2, 4, 1, Activation::Silu, 3, 1.5),
         6,
         2.0,
         5,
@@ -204,7 +187,7 @@ fn maf_gpu_inverse_gradient_matches_reference() {
 #[test]
 fn nsf_gpu_inverse_gradient_matches_reference() {
     check_inverse_grad_gpu(
-        &nsf(2, 2, 5, 50, 2, Activation::Tanh, 10, 3.0),
+        &nsf_config(2, 2, 5, 50, 2, Activation::Tanh, 10, 3.0),
         20,
         1.0,
         19,
@@ -213,7 +196,7 @@ fn nsf_gpu_inverse_gradient_matches_reference() {
         false,
     );
     check_inverse_grad_gpu(
-        &nsf(1, 1, 2, 41, 1, Activation::Relu, 4, 2.0),
+        &nsf_config(1, 1, 2, 41, 1, Activation::Relu, 4, 2.0),
         21,
         1.0,
         5,
@@ -223,7 +206,7 @@ fn nsf_gpu_inverse_gradient_matches_reference() {
     );
     // Draws in the identity tails (|z| up to 5 against B = 2.5), K = 3, accumulation.
     check_inverse_grad_gpu(
-        &nsf(3, 5, 3, 45, 2, Activation::Gelu, 7, 2.5),
+        &nsf_config(3, 5, 3, 45, 2, Activation::Gelu, 7, 2.5),
         22,
         1.0,
         30,

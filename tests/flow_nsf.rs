@@ -9,32 +9,14 @@ use common::*;
 use flow_common::*;
 use gkl_gpu::kernels::Activation;
 use gkl_gpu::models::flow::cpu::Spline;
-use gkl_gpu::models::flow::FlowKind::Nsf;
-
-#[allow(clippy::too_many_arguments)]
-fn nsf(
-    d: usize,
-    e: usize,
-    t: usize,
-    h: usize,
-    l: usize,
-    act: Activation,
-    k: usize,
-    b: f64,
-) -> gkl_gpu::models::flow::FlowConfig {
-    let mut c = config(Nsf, d, e, t, h, l, act);
-    c.bins = k;
-    c.tail_bound = b;
-    c
-}
 
 /// The configurations the GPU tests share (pipelines are compiled once per test binary).
 fn two_moons_like() -> gkl_gpu::models::flow::FlowConfig {
-    nsf(2, 2, 5, 50, 2, Activation::Tanh, 10, 3.0)
+    nsf_config(2, 2, 5, 50, 2, Activation::Tanh, 10, 3.0)
 }
 
 fn one_d() -> gkl_gpu::models::flow::FlowConfig {
-    nsf(1, 1, 2, 41, 1, Activation::Relu, 4, 2.0)
+    nsf_config(1, 1, 2, 41, 1, Activation::Relu, 4, 2.0)
 }
 
 #[test]
@@ -42,10 +24,10 @@ fn nsf_gpu_matches_cpu() {
     // θ over ±2B: rows in the tails and in every bin.
     check_gpu_against_cpu(&two_moons_like(), 20, 37, 3.0, 6.0, false, None);
     check_gpu_against_cpu(&one_d(), 21, 5, 3.0, 4.0, false, None);
-    let cfg = nsf(3, 5, 3, 45, 2, Activation::Gelu, 7, 2.5);
+    let cfg = nsf_config(3, 5, 3, 45, 2, Activation::Gelu, 7, 2.5);
     check_gpu_against_cpu(&cfg, 22, 130, 3.0, 5.0, true, Some(3));
     // nflows' MADE wiring and spline parameterization (models saved before those options).
-    let mut cfg = nsf(3, 2, 3, 20, 2, Activation::Relu, 6, 3.0);
+    let mut cfg = nsf_config(3, 2, 3, 20, 2, Activation::Relu, 6, 3.0);
     cfg.context_every_dim = false;
     cfg.spline_identity_init = false;
     check_gpu_against_cpu(&cfg, 23, 29, 3.0, 5.0, false, None);
@@ -55,7 +37,7 @@ fn nsf_gpu_matches_cpu() {
 /// inner derivatives. nflows' parameterization gives derivative softplus(0) + min ≈ 0.69 there.
 #[test]
 fn zero_raw_parameters_give_the_identity_spline() {
-    let mut cfg = nsf(1, 1, 1, 9, 1, Activation::Tanh, 6, 2.0);
+    let mut cfg = nsf_config(1, 1, 1, 9, 1, Activation::Tanh, 6, 2.0);
     let raw = vec![0.0; cfg.params_per_dim()];
     let sp = Spline::new(&cfg, &raw);
     for i in 0..=40 {
@@ -79,7 +61,7 @@ fn zero_raw_parameters_give_the_identity_spline() {
 /// and at ±B, the inverse inverts, and the analytic gradients match central differences.
 #[test]
 fn spline_reference_is_consistent() {
-    let cfg = nsf(1, 1, 1, 9, 1, Activation::Tanh, 6, 2.0);
+    let cfg = nsf_config(1, 1, 1, 9, 1, Activation::Tanh, 6, 2.0);
     let mut g = rng(80);
     let p = cfg.params_per_dim();
     for _ in 0..5 {
@@ -142,9 +124,9 @@ fn spline_reference_is_consistent() {
 
 #[test]
 fn nsf_cpu_gradients_match_finite_differences() {
-    let cfg = nsf(2, 2, 2, 5, 2, Activation::Tanh, 5, 2.0);
+    let cfg = nsf_config(2, 2, 2, 5, 2, Activation::Tanh, 5, 2.0);
     check_fd(&cfg, 81, 2.0, 4, 3.0);
-    let cfg = nsf(3, 1, 2, 4, 1, Activation::Silu, 3, 1.5);
+    let cfg = nsf_config(3, 1, 2, 4, 1, Activation::Silu, 3, 1.5);
     check_fd(&cfg, 82, 2.0, 3, 2.0);
 }
 

@@ -448,12 +448,10 @@ fn run_with(gpu: &GpuArgs, a: TrainArgs, out: PathBuf, resume: Option<Checkpoint
             hidden_layers: a.hidden_layers,
             bins: a.bins,
             tail_bound: a.tail_bound,
-            act: a.flow_activation.unwrap_or(if a.flow == FlowKind::Nsf {
-                Activation::Silu
-            } else {
-                Activation::Relu
-            }),
-            context_every_dim: a.context_every_dim.unwrap_or(a.flow == FlowKind::Nsf),
+            act: a.flow_activation.unwrap_or(a.flow.default_activation()),
+            context_every_dim: a
+                .context_every_dim
+                .unwrap_or(a.flow.default_context_every_dim()),
             spline_identity_init: a.spline_identity_init,
         },
         embedding: (a.embedding_hidden > 0).then_some(MlpConfig {

@@ -311,6 +311,24 @@ pub fn config(
     c
 }
 
+/// An NSF configuration: `config` plus the spline's bins `k` and tail bound `b`.
+#[allow(clippy::too_many_arguments)]
+pub fn nsf_config(
+    d: usize,
+    e: usize,
+    t: usize,
+    h: usize,
+    l: usize,
+    act: gkl_gpu::kernels::Activation,
+    k: usize,
+    b: f64,
+) -> FlowConfig {
+    let mut c = config(gkl_gpu::models::flow::FlowKind::Nsf, d, e, t, h, l, act);
+    c.bins = k;
+    c.tail_bound = b;
+    c
+}
+
 /// GPU log q, parameter gradients (every arena entry, padding and masked ones exactly zero) and
 /// context gradients against the reference, for L = scale · Σ w_r (−log q_r).
 pub fn check_gpu_against_cpu(

@@ -384,9 +384,10 @@ impl Spline {
         };
         let cw = knots(&sw, MIN_BIN_WIDTH);
         let ch = knots(&sh, MIN_BIN_HEIGHT);
+        let raw_d: Vec<f64> = raw[2 * k..3 * k - 1].iter().map(|r| r + shift).collect();
         let mut dv = vec![1.0; k + 1];
         for j in 1..k {
-            dv[j] = MIN_DERIVATIVE + softplus(raw[2 * k + j - 1] + shift);
+            dv[j] = MIN_DERIVATIVE + softplus(raw_d[j - 1]);
         }
         Spline {
             k,
@@ -397,7 +398,7 @@ impl Spline {
             ch,
             dv,
             raw_scale: rs,
-            raw_d: raw[2 * k..3 * k - 1].iter().map(|r| r + shift).collect(),
+            raw_d,
         }
     }
 

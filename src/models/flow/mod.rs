@@ -94,6 +94,23 @@ pub enum FlowKind {
     Nsf,
 }
 
+impl FlowKind {
+    /// The MADE activation `train` and the bench use unless told otherwise: SiLU for the NSF,
+    /// ReLU for MAF (BENCHMARKS.md, "The NSF at small budgets").
+    pub fn default_activation(self) -> Activation {
+        match self {
+            FlowKind::Nsf => Activation::Silu,
+            FlowKind::Maf => Activation::Relu,
+        }
+    }
+
+    /// Whether `train` and the bench give every dim's map the context by default
+    /// ([`FlowConfig::context_every_dim`]): measured better for the NSF, worse for MAF (one seed).
+    pub fn default_context_every_dim(self) -> bool {
+        self == FlowKind::Nsf
+    }
+}
+
 fn d_transforms() -> usize {
     5
 }
