@@ -208,6 +208,41 @@ fn bench_grid_is_resumable_and_writes_reports() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// `--train-only` trains and saves every cell's model and scores nothing; the same grid without it
+/// then samples and scores those models without training again.
+#[test]
+fn bench_train_only_leaves_scoring_to_a_later_run() {
+    let out = std::env::temp_dir().join(format!("gkl-bench-train-only-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let mut a = args(&out);
+    a.push("--train-only".into());
+    let o = Command::new(BIN).args(&a).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(journal(&out).is_empty(), "train-only wrote journal rows");
+    let cells = out.join("models/two_moons");
+    for m in ["npe", "ratio"] {
+        let info: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(cells.join(format!("{m}_K1_n1000_s0/cell.json"))).unwrap(),
+        )
+        .unwrap();
+        assert!(info["adapter"].is_string(), "{m}: {info}");
+        assert!(info["epochs"].as_u64().unwrap() >= 1, "{m}: {info}");
+    }
+    assert!(!out.join("samples").exists(), "train-only sampled");
+
+    let o = Command::new(BIN).args(args(&out)).output().unwrap();
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("trained earlier").count(), 2, "{err}");
+    let rows = journal(&out);
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        let c = r["c2st"].as_f64().unwrap();
+        assert!((0.4..=1.0).contains(&c), "{r}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 #[test]
 fn bench_rejects_bad_grids_with_one_line() {
     for (extra, want) in [

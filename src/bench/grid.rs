@@ -91,6 +91,10 @@ pub struct TrainProfile {
     pub lr: f32,
     pub max_epochs: usize,
     pub patience: usize,
+    /// Halve the learning rate after this many epochs without a better validation loss (0: a
+    /// constant rate, as in cells saved before the field existed).
+    #[serde(default)]
+    pub lr_patience: usize,
 }
 
 impl Default for TrainProfile {
@@ -113,15 +117,25 @@ impl Default for TrainProfile {
             lr: 5e-4,
             max_epochs: 2000,
             patience: 20,
+            lr_patience: 10,
         }
     }
 }
 
 impl TrainProfile {
     /// Tiny networks and few epochs: for tests and smoke runs, not for numbers.
+    /// `kind` with its own default activation and MADE wiring (those of `gkl-gpu train`).
+    pub fn with_flow(self, kind: FlowKind) -> Self {
+        TrainProfile {
+            flow: kind,
+            flow_activation: kind.default_activation(),
+            context_every_dim: kind.default_context_every_dim(),
+            ..self
+        }
+    }
+
     pub fn quick() -> Self {
         TrainProfile {
-            flow: FlowKind::Maf,
             transforms: 2,
             hidden: 16,
             ratio_hidden: 16,
@@ -130,6 +144,7 @@ impl TrainProfile {
             patience: 5,
             ..Default::default()
         }
+        .with_flow(FlowKind::Maf)
     }
 
     pub fn settings(
@@ -173,7 +188,7 @@ impl TrainProfile {
             validation_fraction: 0.1,
             clip_norm: 5.0,
             weight_decay: 0.0,
-            lr_patience: 0,
+            lr_patience: self.lr_patience,
             lr_factor: 0.5,
             seed,
             unconstrained: false,
@@ -206,6 +221,9 @@ pub struct GridConfig {
     pub peer_python: Option<PathBuf>,
     pub peer_script: PathBuf,
     pub plots: bool,
+    /// Train (and save) every pending cell's model, nothing else: a later run without it samples
+    /// and scores them, e.g. training on a lent GPU and scoring on the development machine.
+    pub train_only: bool,
 }
 
 /// Per-cell facts kept beside the model (written after the model, so its presence means the
@@ -219,6 +237,9 @@ pub struct CellInfo {
     /// Training failed (recorded so that it is not retried).
     pub error: Option<String>,
     pub profile: TrainProfile,
+    /// The adapter that trained the model (absent in cells saved before the field existed).
+    #[serde(default)]
+    pub adapter: Option<String>,
 }
 
 pub fn now_unix() -> f64 {
@@ -358,6 +379,7 @@ fn train_cell(
                 best_epoch: o.best_epoch,
                 error: None,
                 profile: cfg.profile.clone(),
+                adapter: Some(ctx.summary().one_line()),
             }
         }
         // Invalid settings for this task (e.g. a flow wider than MAX_DIM) are a result of the
@@ -371,6 +393,7 @@ fn train_cell(
                 best_epoch: 0,
                 error: Some(format!("training: {e}")),
                 profile: cfg.profile.clone(),
+                adapter: Some(ctx.summary().one_line()),
             }
         }
         Err(e) => return Err(e.into()),
@@ -474,6 +497,15 @@ pub fn run(ctx: &GpuContext, cfg: &GridConfig, log: &mut dyn FnMut(&str)) -> Ben
                             &dir,
                             log,
                         )?;
+                        if cfg.train_only {
+                            continue;
+                        }
+                        // Where the model trained, if not here (`--train-only` on another machine).
+                        let here = ctx.summary().one_line();
+                        let adapter = match &info.adapter {
+                            Some(a) if *a != here => format!("trained on {a}; sampled on {here}"),
+                            _ => here,
+                        };
                         let base_row = |obs: usize| Row {
                             task: task.name().to_string(),
                             method: mname.to_string(),
@@ -490,7 +522,7 @@ pub fn run(ctx: &GpuContext, cfg: &GridConfig, log: &mut dyn FnMut(&str)) -> Ben
                             sample_s: 0.0,
                             c2st_s: 0.0,
                             c2st_device: cfg.c2st.device,
-                            adapter: Some(ctx.summary().one_line()),
+                            adapter: Some(adapter.clone()),
                             samples: 0,
                             acceptance_rate: None,
                             log_z: None,

@@ -101,6 +101,13 @@ struct GridArgs {
     max_epochs: Option<usize>,
     #[arg(long)]
     patience: Option<usize>,
+    /// Halve the learning rate after this many epochs without improvement (0: constant) [default: 10]
+    #[arg(long)]
+    lr_patience: Option<usize>,
+    /// Only train and save the pending cells' models; a later run without it samples and scores
+    /// them (e.g. train on a GPU machine, score elsewhere)
+    #[arg(long)]
+    train_only: bool,
     /// Rejection sampling (ratio, hybrid): wall-time budget per observation, s
     #[arg(long, default_value_t = 600.0)]
     max_sample_seconds: f64,
@@ -151,11 +158,13 @@ impl GridArgs {
         } else {
             TrainProfile::default()
         };
+        if let Some(kind) = self.flow {
+            p = p.with_flow(kind);
+        }
         macro_rules! set {
             ($($f:ident),*) => { $(if let Some(v) = self.$f { p.$f = v; })* };
         }
         set!(
-            flow,
             transforms,
             hidden,
             ratio_hidden,
@@ -164,7 +173,8 @@ impl GridArgs {
             batch_size,
             lr,
             max_epochs,
-            patience
+            patience,
+            lr_patience
         );
         let mut tasks = self.tasks;
         tasks.extend(
@@ -203,6 +213,7 @@ impl GridArgs {
             peer_python: self.peer_python,
             peer_script: self.peer_script,
             plots: !self.no_plots,
+            train_only: self.train_only,
         })
     }
 }
