@@ -243,6 +243,27 @@ fn bench_train_only_leaves_scoring_to_a_later_run() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// An I/O error's message names its cause once (the library's errors hold their source in their
+/// own text; the CLI must not append it again).
+#[test]
+fn bench_io_error_names_its_cause_once() {
+    let o = Command::new(BIN)
+        .args([
+            "bench",
+            "--quick",
+            "--budgets",
+            "100",
+            "--out",
+            "/dev/null/x",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("/dev/null/x"), "{err}");
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+}
+
 #[test]
 fn bench_rejects_bad_grids_with_one_line() {
     for (extra, want) in [
@@ -250,6 +271,7 @@ fn bench_rejects_bad_grids_with_one_line() {
         (vec!["--observations", "9"], "observation 9 does not exist"),
         (vec!["--tasks", "no_such_task"], "unknown task"),
         (vec!["--contrastive", "0"], "K must be at least 1"),
+        (vec!["--report-only"], "no journal at"),
         (
             vec!["--base-gradient", "sideways"],
             "invalid value 'sideways'",

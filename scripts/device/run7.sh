@@ -2,6 +2,10 @@
 # Device call 7 (session 7): the gaussian_linear ratio model of run6.sh (carried in .carry/glr)
 # sampled alone on the GPU, observations 1-5 (run6's sampling shared the GPU with 11 training
 # processes and ran out of its 40 s); then more of the 10^4 grid's training, two processes.
+# As run, the call hit its 560 s limit before the final tar although the bench processes had a
+# 508 s timeout: their training was lost (and run6.sh's, whose 30 s of set-up came on top of its
+# 520 s). Next time: timeout -k 5, a minute of margin, and tar each finished cell as it lands.
+# On this H100, processes sharing the GPU time-slice it: 11 trained 4 cells in 520 s, 4 trained 3.
 exec > >(tee $OUT/run7.log) 2>&1
 for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
 B=$PWD/.gpubin/gkl-gpu

@@ -288,7 +288,14 @@ pub fn run(gpu: &GpuArgs, args: BenchArgs) -> Result<()> {
         let report_only = args.grid.report_only;
         let cfg = args.grid.config()?;
         if report_only {
-            let j = gkl_gpu::bench::journal::Journal::open(&cfg.out.join("journal.jsonl"))?;
+            let path = cfg.out.join("journal.jsonl");
+            if !path.exists() {
+                bail!(
+                    "--report-only: no journal at {} (run the bench into that directory first)",
+                    path.display()
+                );
+            }
+            let j = gkl_gpu::bench::journal::Journal::open(&path)?;
             gkl_gpu::bench::report::write_all(&cfg, &j.rows, &mut |m| eprintln!("{m}"))?;
             print!(
                 "{}",
