@@ -596,6 +596,46 @@ fn box_pre(d: usize) -> Preprocess {
 
 /// The sampler against a CPU replay of the same stream: prior proposals, f, M from the warm-up
 /// round, acceptance, and Z.
+/// When the last round raises M, the stored samples are thinned after the stop was decided: the
+/// report must give the count that is left, and an acceptance rate that is not zero.
+#[test]
+fn a_raise_in_the_last_round_reports_what_is_left() {
+    let ctx = ctx();
+    let (d, dx) = (2, 1);
+    let cfg = ratio_cfg(d, dx);
+    let pre = box_pre(d);
+    let rows = 256;
+    let mut raised = 0;
+    for seed in 0..12u64 {
+        let w = MlpWeights::init(&cfg, &mut rng(100 + seed));
+        let net = Mlp::new(ctx, cfg.clone(), &w).unwrap();
+        // One warm-up round, one sampling round; M = the warm-up's largest exp f exactly, so
+        // about half the seeds see the sampling round exceed it and raise M in that last round.
+        let conf = RejectionConfig {
+            rows_per_round: rows,
+            m_proposals: rows,
+            m_factor: 1.0,
+            max_proposals: 2 * rows as u64,
+            ..Default::default()
+        };
+        let out = RejectionSampler::new(ctx, &net, &pre, Proposal::Prior, conf)
+            .run(&[vec![0.3]], 1 << 20, seed)
+            .unwrap();
+        let r = &out.reports[0];
+        raised += (r.restarts > 0) as usize;
+        assert_eq!(out.samples[0].len(), r.accepted * d, "{r:?}");
+        let why = r.stopped.as_deref().unwrap_or("");
+        assert!(
+            why.contains(&format!("with {} of", r.accepted)),
+            "seed {seed}: {why} / {r:?}"
+        );
+        if r.accepted > 0 {
+            assert!(r.acceptance_rate > 0.0, "seed {seed}: {r:?}");
+        }
+    }
+    assert!(raised > 0, "no seed raised M in its last round");
+}
+
 #[test]
 fn rejection_sampler_matches_its_cpu_reference_on_the_same_stream() {
     let ctx = ctx();

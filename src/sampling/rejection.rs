@@ -197,6 +197,9 @@ struct ObsState {
     /// Counter value right after the last thinning (its survivors are not new acceptances).
     raw_base: u64,
     z_sum: f64,
+    /// Why a stopped observation stopped, without its sample count: the count is the one left
+    /// after the last round's thinning, so the message is written at the end.
+    stop_budget: Option<String>,
     report: ObsReport,
 }
 
@@ -383,6 +386,7 @@ impl<'a> RejectionSampler<'a> {
                 since_restart: 0,
                 raw_base: 0,
                 z_sum: 0.0,
+                stop_budget: None,
                 report: ObsReport {
                     accepted: 0,
                     finished: false,
@@ -532,18 +536,13 @@ impl<'a> RejectionSampler<'a> {
                         s.report.finished = true;
                     } else if s.report.proposals + s.warm >= cfg.max_proposals {
                         s.done = true;
-                        s.report.stopped = Some(format!(
-                            "reached --max-proposals ({}) with {} of {n} samples",
-                            cfg.max_proposals, s.accepted
-                        ));
+                        s.stop_budget =
+                            Some(format!("reached --max-proposals ({})", cfg.max_proposals));
                     }
                 }
                 if !s.done && elapsed >= cfg.max_seconds {
                     s.done = true;
-                    s.report.stopped = Some(format!(
-                        "reached --max-seconds ({}) with {} of {n} samples",
-                        cfg.max_seconds, s.accepted
-                    ));
+                    s.stop_budget = Some(format!("reached --max-seconds ({})", cfg.max_seconds));
                 }
             }
             for (o, old) in resets {
@@ -585,8 +584,15 @@ impl<'a> RejectionSampler<'a> {
             let mut r = s.report;
             r.accepted = k;
             r.log_m = s.log_m;
+            if let Some(why) = s.stop_budget {
+                r.stopped = Some(format!("{why} with {k} of {n} samples"));
+            }
+            // The rate at the final M: over the proposals since the last raise, or, when the
+            // last round raised M, the thinned store over every proposal (what that M keeps).
             r.acceptance_rate = if s.since_restart > 0 {
                 s.raw_accepted as f64 / s.since_restart as f64
+            } else if r.proposals > 0 {
+                k as f64 / r.proposals as f64
             } else {
                 0.0
             };
