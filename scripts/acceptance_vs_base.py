@@ -35,6 +35,16 @@ def spearman(a, b):
     return num / den if den else float("nan")
 
 
+def num(v):
+    """A C2ST cell: empty where the hybrid drew too few samples to be scored."""
+    return float(v) if v else float("nan")
+
+
+def mean(v):
+    v = [a for a in v if a == a]
+    return statistics.fmean(v) if v else float("nan")
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -58,25 +68,30 @@ def main():
         tr = [r for r in rows if r["task"] == t]
         acc = [float(r["acceptance_rate"]) for r in tr]
         base = [float(r["base_c2st"]) for r in tr]
-        hyb = [float(r["c2st"]) for r in tr]
+        hyb = [num(r["c2st"]) for r in tr]
         rho = spearman(acc, base)
         within.append(rho)
-        print(f"| {t} | {len(tr)} | {statistics.fmean(acc):.3f} ({min(acc):.3f}–{max(acc):.3f}) | "
-              f"{statistics.fmean(base):.3f} | {statistics.fmean(hyb):.3f} | "
-              f"{statistics.fmean(h - b for h, b in zip(hyb, base)):+.4f} | {rho:+.2f} |")
+        unscored = sum(1 for h in hyb if h != h)
+        note = f" ({unscored} not scored)" if unscored else ""
+        print(f"| {t} | {len(tr)} | {statistics.fmean(acc):.4f} ({min(acc):.4f}–{max(acc):.4f}) | "
+              f"{statistics.fmean(base):.3f} | {mean(hyb):.3f}{note} | "
+              f"{mean([h - b for h, b in zip(hyb, base)]):+.4f} | {rho:+.2f} |")
     acc = [float(r["acceptance_rate"]) for r in rows]
     base = [float(r["base_c2st"]) for r in rows]
-    hyb = [float(r["c2st"]) for r in rows]
-    gain = [b - h for h, b in zip(hyb, base)]
+    hyb = [num(r["c2st"]) for r in rows]
+    scored = [i for i, h in enumerate(hyb) if h == h]
+    sacc = [acc[i] for i in scored]
+    shyb = [hyb[i] for i in scored]
+    gain = [base[i] - hyb[i] for i in scored]
     print()
     print(f"all {len(rows)} rows: ρ(acceptance, base C2ST) = {spearman(acc, base):+.2f}; "
-          f"ρ(acceptance, hybrid C2ST) = {spearman(acc, hyb):+.2f}; "
-          f"ρ(acceptance, base − hybrid C2ST) = {spearman(acc, gain):+.2f}")
+          f"over the {len(scored)} scored: ρ(acceptance, hybrid C2ST) = {spearman(sacc, shyb):+.2f}, "
+          f"ρ(acceptance, base − hybrid C2ST) = {spearman(sacc, gain):+.2f}")
     ok = [w for w in within if w == w]
     if ok:
         print(f"within tasks: mean ρ(acceptance, base C2ST) = {statistics.fmean(ok):+.2f} over {len(ok)} tasks")
     better = sum(1 for g in gain if g > 0)
-    print(f"hybrid below its base on {better} of {len(rows)} rows; mean base − hybrid = {statistics.fmean(gain):+.4f}")
+    print(f"hybrid below its base on {better} of {len(scored)} scored rows; mean base − hybrid = {statistics.fmean(gain):+.4f}")
 
 
 if __name__ == "__main__":
