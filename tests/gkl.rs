@@ -594,8 +594,6 @@ fn box_pre(d: usize) -> Preprocess {
     }
 }
 
-/// The sampler against a CPU replay of the same stream: prior proposals, f, M from the warm-up
-/// round, acceptance, and Z.
 /// When the last round raises M, the stored samples are thinned after the stop was decided: the
 /// report must give the count that is left, and an acceptance rate that is not zero.
 #[test]
@@ -636,6 +634,8 @@ fn a_raise_in_the_last_round_reports_what_is_left() {
     assert!(raised > 0, "no seed raised M in its last round");
 }
 
+/// The sampler against a CPU replay of the same stream: prior proposals, f, M from the warm-up
+/// round, acceptance, and Z.
 #[test]
 fn rejection_sampler_matches_its_cpu_reference_on_the_same_stream() {
     let ctx = ctx();

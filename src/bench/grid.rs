@@ -123,7 +123,6 @@ impl Default for TrainProfile {
 }
 
 impl TrainProfile {
-    /// Tiny networks and few epochs: for tests and smoke runs, not for numbers.
     /// `kind` with its own default activation and MADE wiring (those of `gkl-gpu train`).
     pub fn with_flow(self, kind: FlowKind) -> Self {
         TrainProfile {
@@ -134,6 +133,7 @@ impl TrainProfile {
         }
     }
 
+    /// Tiny networks and few epochs: for tests and smoke runs, not for numbers.
     pub fn quick() -> Self {
         TrainProfile {
             transforms: 2,
