@@ -243,8 +243,8 @@ fn bench_train_only_leaves_scoring_to_a_later_run() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
-/// An I/O error's message names its cause once (the library's errors hold their source in their
-/// own text; the CLI must not append it again).
+/// An I/O error's message names its cause once: the bench's errors fold the `std::io::Error`
+/// into their own line instead of exposing it as a `source()` that `{:#}` would print again.
 #[test]
 fn bench_io_error_names_its_cause_once() {
     let o = Command::new(BIN)

@@ -38,11 +38,13 @@ pub enum BenchError {
     Task(#[from] TaskError),
     #[error(transparent)]
     Journal(#[from] JournalError),
-    #[error("{path}: {what}: {source}")]
+    /// The `std::io::Error` is folded into the one-line message, not exposed as a `source()`,
+    /// so that `anyhow`'s `{:#}` does not print it twice (as `IoError` does).
+    #[error("{path}: {what}: {err}")]
     File {
         path: PathBuf,
         what: &'static str,
-        source: std::io::Error,
+        err: std::io::Error,
     },
     #[error("plot {path}: {problem}")]
     Plot { path: PathBuf, problem: String },
@@ -56,10 +58,10 @@ pub(crate) fn file_err<'a>(
     path: &'a Path,
     what: &'static str,
 ) -> impl FnOnce(std::io::Error) -> BenchError + 'a {
-    move |source| BenchError::File {
+    move |err| BenchError::File {
         path: path.to_path_buf(),
         what,
-        source,
+        err,
     }
 }
 

@@ -93,11 +93,13 @@ pub fn row_key(
 /// Errors of the journal: where, and what.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("{path}: {what}: {source}")]
+    /// The `std::io::Error` is folded into the message, not exposed as a `source()` (see
+    /// [`BenchError::File`](super::grid::BenchError)).
+    #[error("{path}: {what}: {err}")]
     Io {
         path: PathBuf,
         what: &'static str,
-        source: std::io::Error,
+        err: std::io::Error,
     },
     #[error("{path}: line {line}: {problem}")]
     Corrupt {
@@ -119,10 +121,10 @@ impl Journal {
     /// off; any other unreadable line is an error (the file is not ours, or was edited).
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
         let io = |what: &'static str| {
-            move |source| JournalError::Io {
+            move |err| JournalError::Io {
                 path: path.to_path_buf(),
                 what,
-                source,
+                err,
             }
         };
         let mut file = OpenOptions::new()
@@ -173,7 +175,7 @@ impl Journal {
         let path = self.path.clone();
         let io = move |what: &'static str| {
             let path = path.clone();
-            move |source| JournalError::Io { path, what, source }
+            move |err| JournalError::Io { path, what, err }
         };
         self.file.write_all(&line).map_err(io("append"))?;
         self.file.sync_data().map_err(io("fsync"))?;
