@@ -8,6 +8,11 @@
 //          zeros for the rows of x_i, i ≥ valid: the padding of a short last micro-batch) and adds
 //          Σ −f, Σ_i Ẑ_i and Σ_i Ẑ_i² over i < valid (Ẑ_i = (1/K) Σ_k sexp f, the Monte-Carlo
 //          estimate of Z(x_i)) to acc[0..3].
+//          With MASKED (the hybrid), a contrastive θ' outside the prior's support adds nothing to
+//          Ẑ_i and gets a zero gradient: the surrogate is q(θ|x)·exp f(θ,x)·1_support(θ), the
+//          density the rejection sampler draws from, so f need not fall to −∞ where the base
+//          flow leaks mass outside a bounded prior. src_b then holds the support in network
+//          space, [lo_0 … lo_{d−1}, hi_0 … hi_{d−1}], and src_c the draws θ' [B·K, d4·4].
 // sexp(f) = exp(f) up to f = CAP, then its tangent line: convex, finite in f32, and its gradient
 // (at most e^CAP) still pushes an overconfident f down instead of overflowing to inf/NaN.
 
@@ -30,11 +35,12 @@ override WG: u32 = 64u;
 override MODE: u32 = 0u;        // pairs: 0 θ' from the batch (ratio), 1 θ' from `neg` (hybrid)
 override CAP: f32 = 20.0;       // loss: where sexp turns linear
 override WRITE_GRAD: bool = true;
+override MASKED: bool = false;  // loss: drop contrastive θ' outside the support (see above)
 
 @group(0) @binding(0) var<uniform> p: GklParams;
 @group(0) @binding(1) var<storage, read> src_a: array<f32>;     // pairs: θ [B, d4·4];  loss: f [rows, 4]
-@group(0) @binding(2) var<storage, read> src_b: array<f32>;     // pairs: x [B, x4·4]
-@group(0) @binding(3) var<storage, read> src_c: array<f32>;     // pairs (MODE 1): θ' [B·K, d4·4]
+@group(0) @binding(2) var<storage, read> src_b: array<f32>;     // pairs: x [B, x4·4];  loss (MASKED): support [2d]
+@group(0) @binding(3) var<storage, read> src_c: array<f32>;     // pairs (MODE 1), loss (MASKED): θ' [B·K, d4·4]
 @group(0) @binding(4) var<storage, read_write> out_a: array<f32>; // pairs: ratio input; loss: dL/df [rows, 4]
 @group(0) @binding(5) var<storage, read_write> out_b: array<f32>; // loss: acc (+= three sums)
 
@@ -83,6 +89,16 @@ fn sexp(f: f32) -> f32 {
     return exp(CAP) * (1.0 + f - CAP);
 }
 
+// Whether contrastive row j's θ' lies inside the support (NaN fails every comparison).
+fn inside_support(j: u32) -> bool {
+    var ok = true;
+    for (var c = 0u; c < p.d; c++) {
+        let v = src_c[j * p.d4 * 4u + c];
+        ok = ok && v >= src_b[c] && v <= src_b[p.d + c];
+    }
+    return ok;
+}
+
 const WGL: u32 = 256u;
 var<workgroup> red: array<vec3<f32>, WGL>;
 
@@ -110,6 +126,12 @@ fn loss(@builtin(local_invocation_id) lid: vec3<u32>) {
         for (var k = 0u; k < p.k; k++) {
             let j = p.b + i * p.k + k;
             let fe = src_a[j * 4u];
+            if (MASKED && !inside_support(i * p.k + k)) {
+                if (WRITE_GRAD) {
+                    out_a[j * 4u] = 0.0;
+                }
+                continue;
+            }
             z += sexp(fe);
             if (WRITE_GRAD) {
                 out_a[j * 4u] = p.scale * inv_k * exp(min(fe, CAP));

@@ -7,7 +7,7 @@
 
 mod common;
 use common::*;
-use gkl_gpu::kernels::gkl::{self, cpu as gcpu, Contrast, GklParams};
+use gkl_gpu::kernels::gkl::{self, cpu as gcpu, Contrast, GklParams, SupportMask};
 use gkl_gpu::kernels::layout::{pack, pad4, unpack};
 use gkl_gpu::kernels::rng::RngStream;
 use gkl_gpu::kernels::Activation;
@@ -41,13 +41,16 @@ fn ratio_cfg(d: usize, dx: usize) -> MlpConfig {
     }
 }
 
-/// The CPU loss of a ratio net on given joint rows and contrastive draws (None: from the batch).
+/// The CPU loss of a ratio net on given joint rows and contrastive draws (None: from the batch);
+/// with `bounds` ([lo…, hi…]) draws outside that box count as exp f = 0 (the masked hybrid).
+#[allow(clippy::too_many_arguments)]
 fn cpu_loss(
     cfg: &MlpConfig,
     w: &MlpWeights,
     theta: &[f64],
     x: &[f64],
     neg: Option<&[f64]>,
+    bounds: Option<&[f64]>,
     b: usize,
     k: usize,
     d: usize,
@@ -55,7 +58,8 @@ fn cpu_loss(
 ) -> f64 {
     let inp = gcpu::pairs(theta, x, neg, b, k, d, dx);
     let f = mcpu::forward(cfg, w, &inp, b * (1 + k)).y;
-    gcpu::loss(&f, b, k)
+    let inside = bounds.zip(neg).map(|(bd, n)| gcpu::inside(n, d, bd));
+    gcpu::loss_masked(&f, b, k, inside.as_deref())
 }
 
 /// Gradient of the loss w.r.t. every weight by central differences.
@@ -88,12 +92,15 @@ fn flat(w: &MlpWeights) -> Vec<f64> {
 }
 
 /// One GPU step of the ratio term: pairs → net → loss → backward; returns (grads, acc sums, f).
+/// `bounds` masks the draws `neg` as [`cpu_loss`] does.
+#[allow(clippy::too_many_arguments)]
 fn gpu_ratio_step(
     cfg: &MlpConfig,
     w: &MlpWeights,
     theta: &[f64],
     x: &[f64],
     neg: Option<&[f64]>,
+    bounds: Option<&[f64]>,
     b: usize,
     k: usize,
     d: usize,
@@ -109,10 +116,15 @@ fn gpu_ratio_step(
     let negt = neg.map(|n| ctx.tensor_from("neg", &pack(n, b * k, d)).unwrap());
     let acc = ctx.tensor_zeros("acc", 4).unwrap();
     let contrast = negt.as_ref().map_or(Contrast::Batch, Contrast::Draws);
+    let bt = bounds.map(|bd| {
+        let v: Vec<f32> = bd.iter().map(|&a| a as f32).collect();
+        ctx.tensor_from("bounds", &v).unwrap()
+    });
+    let mask = bt.as_ref().zip(negt.as_ref()).map(|(bounds, draws)| SupportMask { bounds, draws });
     let mut ds: Vec<Dispatch> =
         vec![gkl::pairs(ctx, &uni, &p, &th, &xt, contrast, &plan.x).unwrap()];
     ds.extend(plan.forward.iter().cloned());
-    ds.push(gkl::loss(ctx, &uni, &plan.y, &plan.dy, &acc, true).unwrap());
+    ds.push(gkl::loss(ctx, &uni, &plan.y, &plan.dy, &acc, true, mask).unwrap());
     ds.extend(plan.backward.iter().cloned());
     let refs: Vec<&Dispatch> = ds.iter().collect();
     ctx.run(&refs).unwrap();
@@ -128,16 +140,27 @@ fn check_ratio_gradient(bias_shift: f64) {
     w.b[cfg.blocks + 1][0] += bias_shift;
     let theta = randn(&mut g, b * d, 1.5);
     let x = randn(&mut g, b * dx, 1.5);
-    for neg in [None, Some(randn(&mut g, b * k * d, 1.5))] {
-        let loss = |w: &MlpWeights| cpu_loss(&cfg, w, &theta, &x, neg.as_deref(), b, k, d, dx);
+    let draws = randn(&mut g, b * k * d, 1.5);
+    // The masked hybrid: a box that the 21 draws straddle (θ'_0 ≥ −0.5, θ'_1 ≤ 1).
+    let bounds = [-0.5, -f32::MAX as f64, f32::MAX as f64, 1.0];
+    let inside = gcpu::inside(&draws, d, &bounds);
+    assert!(inside.iter().any(|&i| i) && inside.iter().any(|&i| !i));
+    for (neg, bd) in [
+        (None, None),
+        (Some(draws.clone()), None),
+        (Some(draws.clone()), Some(&bounds[..])),
+    ] {
+        let loss =
+            |w: &MlpWeights| cpu_loss(&cfg, w, &theta, &x, neg.as_deref(), bd, b, k, d, dx);
         let fd = fd_grad(&cfg, &w, &loss);
-        let (gpu, acc) = gpu_ratio_step(&cfg, &w, &theta, &x, neg.as_deref(), b, k, d, dx);
+        let (gpu, acc) = gpu_ratio_step(&cfg, &w, &theta, &x, neg.as_deref(), bd, b, k, d, dx);
         let scale = flat(&fd).iter().fold(0f64, |m, v| m.max(v.abs()));
         let err = max_rel_err(&flat(&gpu), &flat(&fd), 1e-3 * scale.max(1.0), 2e-3);
         assert!(
             err <= 1.0,
-            "ratio-loss gradient (shift {bias_shift}, draws {}) off by {err}× tolerance",
-            neg.is_some()
+            "ratio-loss gradient (shift {bias_shift}, draws {}, masked {}) off by {err}× tolerance",
+            neg.is_some(),
+            bd.is_some()
         );
         // The accumulated sums are the loss: (Σ −f + Σ Ẑ) / B.
         let l = (acc[0] as f64 + acc[1] as f64) / b as f64;
@@ -216,7 +239,7 @@ fn gkl_loss_of_a_padded_micro_batch_counts_only_its_valid_rows() {
             .unwrap();
         let df = ctx.tensor_from("df", &vec![9.0f32; f.len() * 4]).unwrap();
         let acc = ctx.tensor_zeros("acc", 4).unwrap();
-        let d = gkl::loss(ctx, &uni, &ft, &df, &acc, true).unwrap();
+        let d = gkl::loss(ctx, &uni, &ft, &df, &acc, true, None).unwrap();
         ctx.run(&[&d]).unwrap();
         let got: Vec<f64> = ctx
             .read::<f32>(&df)
@@ -312,6 +335,7 @@ fn hybrid_loss(
     x: &[f64],
     z: &[f64],
     fixed: Option<&[f64]>,
+    inside: Option<&[bool]>,
     b: usize,
     k: usize,
 ) -> f64 {
@@ -337,7 +361,7 @@ fn hybrid_loss(
     };
     let inp = gcpu::pairs(theta, x, Some(&draws), b, k, d, dx);
     let f = mcpu::forward(rc, &n.ratio, &inp, b * (1 + k)).y;
-    npe + gcpu::loss(&f, b, k)
+    npe + gcpu::loss_masked(&f, b, k, inside)
 }
 
 fn hybrid_settings(kind: FlowKind, base_gradient: BaseGradient, batch: usize) -> NpeSettings {
@@ -369,10 +393,94 @@ fn hybrid_settings(kind: FlowKind, base_gradient: BaseGradient, batch: usize) ->
         }),
         contrastive: 2,
         base_gradient,
+        support_mask: false,
         batch_size: batch,
         seed: 5,
         ..settings(Method::Hybrid)
     }
+}
+
+/// The base draws z[j, i] of [`probe_step_gradient`]: z[j·d + i] of the sample stream, seed 5.
+fn probe_draws(n: usize) -> Vec<f64> {
+    RngStream {
+        seed: 5,
+        offset: 0,
+        stream: SAMPLE_STREAM,
+    }
+    .normal(n)
+    .into_iter()
+    .map(f64::from)
+    .collect()
+}
+
+/// Runs [`probe_step_gradient`] for `settings` (whole, then in micro-batches of 4 and 3 rows) and
+/// checks its gradient against central differences of the f64 hybrid loss with the same base
+/// draws: detached, they stay at the unperturbed parameters; reparameterized, they move with
+/// them. With `support`, draws outside that box (at the unperturbed parameters) are masked.
+/// Returns the GPU gradient.
+fn check_hybrid_gradient(
+    settings: &NpeSettings,
+    support: Option<&[f64]>,
+    theta: &[f64],
+    x: &[f64],
+    z: &[f64],
+    k: usize,
+    what: &str,
+) -> HybridNets {
+    let ctx = ctx();
+    let b = settings.batch_size;
+    let (d, dx) = (theta.len() / b, x.len() / b);
+    let probe = probe_step_gradient(ctx, settings, d, dx, theta, x, 1, support).unwrap();
+    let nets = HybridNets::from_arena(&probe, &probe.params);
+    let fc = &probe.flow.as_ref().unwrap().0;
+    let ec = &probe.embedding.as_ref().unwrap().0;
+    let c = mcpu::forward(ec, &nets.emb, x, b).y;
+    let e = ec.out_dim;
+    let ck: Vec<f64> = (0..b * k)
+        .flat_map(|j| c[(j / k) * e..(j / k + 1) * e].to_vec())
+        .collect();
+    let draws = fcpu::inverse(fc, &nets.flow, z, &ck, b * k).0;
+    let inside = support.map(|bd| gcpu::inside(&draws, d, bd));
+    let fixed = (settings.base_gradient == BaseGradient::Detached).then_some(&draws[..]);
+    let loss =
+        |n: &HybridNets| hybrid_loss(&probe, n, theta, x, z, fixed, inside.as_deref(), b, k);
+    let h = 1e-5;
+    let mut fd_nets = HybridNets::from_arena(&probe, &vec![0.0; probe.params.len()]);
+    let n_params = nets.flat().iter().map(Vec::len).sum::<usize>();
+    for i in 0..n_params {
+        let (mut a, mut c) = (
+            HybridNets::from_arena(&probe, &probe.params),
+            HybridNets::from_arena(&probe, &probe.params),
+        );
+        *a.params_mut()[i] += h;
+        *c.params_mut()[i] -= h;
+        *fd_nets.params_mut()[i] = (loss(&a) - loss(&c)) / (2.0 * h);
+    }
+    let gpu = HybridNets::from_arena(&probe, &probe.grads);
+    for (part, (got, want)) in ["embedding", "flow", "ratio"]
+        .iter()
+        .zip(gpu.flat().iter().zip(fd_nets.flat().iter()))
+    {
+        let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+        assert!(scale > 1e-3, "{what}: {part} gradient is zero");
+        let err = max_rel_err(got, want, 2e-3 * scale, 5e-3);
+        assert!(err <= 1.0, "{what}: {part} gradient off by {err}× tolerance");
+    }
+    // The same gradient from two micro-batches of 4 and 3 rows.
+    let split = probe_step_gradient(ctx, settings, d, dx, theta, x, 2, support).unwrap();
+    assert_eq!(split.micro_batches, 2);
+    let scale = probe.grads.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+    let (a, c): (Vec<f64>, Vec<f64>) = split
+        .grads
+        .iter()
+        .zip(&probe.grads)
+        .map(|(&a, &c)| (a as f64, c as f64))
+        .unzip();
+    assert!(
+        max_rel_err(&a, &c, 1e-5 * scale, 1e-4) <= 1.0,
+        "{what}: micro-batches change the gradient"
+    );
+    gpu
 }
 
 /// The hybrid's whole training gradient — the trainer's own step graph (embedding net, flow, base
@@ -384,80 +492,17 @@ fn hybrid_settings(kind: FlowKind, base_gradient: BaseGradient, batch: usize) ->
 /// the batch split into micro-batches (a short last one).
 #[test]
 fn hybrid_training_gradient_matches_finite_differences_detached_and_reparameterized() {
-    let ctx = ctx();
     let (b, k, d, dx) = (7usize, 2usize, 3usize, 3usize);
     let mut g = rng(40);
     let theta = randn(&mut g, b * d, 1.5);
     let x = randn(&mut g, b * dx, 1.5);
-    let z: Vec<f64> = RngStream {
-        seed: 5,
-        offset: 0,
-        stream: SAMPLE_STREAM,
-    }
-    .normal(b * k * d)
-    .into_iter()
-    .map(f64::from)
-    .collect();
+    let z = probe_draws(b * k * d);
     for kind in [FlowKind::Maf, FlowKind::Nsf] {
         let mut flows = vec![];
         for bg in [BaseGradient::Detached, BaseGradient::Reparameterized] {
+            let settings = hybrid_settings(kind, bg, b);
             let what = format!("{kind:?} {bg:?}");
-            let probe =
-                probe_step_gradient(ctx, &hybrid_settings(kind, bg, b), d, dx, &theta, &x, 1)
-                    .unwrap();
-            let nets = HybridNets::from_arena(&probe, &probe.params);
-            let fc = &probe.flow.as_ref().unwrap().0;
-            let fixed = (bg == BaseGradient::Detached).then(|| {
-                let ec = &probe.embedding.as_ref().unwrap().0;
-                let c = mcpu::forward(ec, &nets.emb, &x, b).y;
-                let ck: Vec<f64> = (0..b * k)
-                    .flat_map(|j| c[(j / k) * 2..(j / k + 1) * 2].to_vec())
-                    .collect();
-                fcpu::inverse(fc, &nets.flow, &z, &ck, b * k).0
-            });
-            let loss =
-                |n: &HybridNets| hybrid_loss(&probe, n, &theta, &x, &z, fixed.as_deref(), b, k);
-            let h = 1e-5;
-            let mut fd_nets = HybridNets::from_arena(&probe, &vec![0.0; probe.params.len()]);
-            let n_params = nets.flat().iter().map(Vec::len).sum::<usize>();
-            for i in 0..n_params {
-                let (mut a, mut c) = (
-                    HybridNets::from_arena(&probe, &probe.params),
-                    HybridNets::from_arena(&probe, &probe.params),
-                );
-                *a.params_mut()[i] += h;
-                *c.params_mut()[i] -= h;
-                *fd_nets.params_mut()[i] = (loss(&a) - loss(&c)) / (2.0 * h);
-            }
-            let gpu = HybridNets::from_arena(&probe, &probe.grads);
-            for (part, (got, want)) in ["embedding", "flow", "ratio"]
-                .iter()
-                .zip(gpu.flat().iter().zip(fd_nets.flat().iter()))
-            {
-                let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
-                assert!(scale > 1e-3, "{what}: {part} gradient is zero");
-                let err = max_rel_err(got, want, 2e-3 * scale, 5e-3);
-                assert!(
-                    err <= 1.0,
-                    "{what}: {part} gradient off by {err}× tolerance"
-                );
-            }
-            // The same gradient from two micro-batches of 4 and 3 rows.
-            let split =
-                probe_step_gradient(ctx, &hybrid_settings(kind, bg, b), d, dx, &theta, &x, 2)
-                    .unwrap();
-            assert_eq!(split.micro_batches, 2);
-            let scale = probe.grads.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
-            let (a, c): (Vec<f64>, Vec<f64>) = split
-                .grads
-                .iter()
-                .zip(&probe.grads)
-                .map(|(&a, &c)| (a as f64, c as f64))
-                .unzip();
-            assert!(
-                max_rel_err(&a, &c, 1e-5 * scale, 1e-4) <= 1.0,
-                "{what}: micro-batches change the gradient"
-            );
+            let gpu = check_hybrid_gradient(&settings, None, &theta, &x, &z, k, &what);
             flows.push(gpu);
         }
         // The option changes the base's (and the embedding's) gradient, not the ratio's.
@@ -472,6 +517,54 @@ fn hybrid_training_gradient_matches_finite_differences_detached_and_reparameteri
             diff(&r0, &r1) <= 1e-6,
             "{kind:?}: the ratio net's gradient depends on the option"
         );
+    }
+}
+
+/// The masked partition term (`support_mask`) in the trainer's step graph: base draws outside the
+/// prior's support (here a box in network space that the 14 draws straddle) add nothing to the
+/// hybrid loss. The gradient matches finite differences of the f64 loss with the same mask,
+/// detached and reparameterized, whole and in micro-batches, and differs from the unmasked one.
+#[test]
+fn hybrid_training_gradient_with_the_support_mask_matches_finite_differences() {
+    let (b, k, d, dx) = (7usize, 2usize, 3usize, 3usize);
+    let mut g = rng(40);
+    let theta = randn(&mut g, b * d, 1.5);
+    let x = randn(&mut g, b * dx, 1.5);
+    let z = probe_draws(b * k * d);
+    let big = f32::MAX as f64;
+    // [lo_0, lo_1, lo_2, hi_0, hi_1, hi_2]: θ'_0 ≥ −0.3 and θ'_2 ≤ 0.6.
+    let bounds = [-0.3, -big, -big, big, big, 0.6];
+    for bg in [BaseGradient::Detached, BaseGradient::Reparameterized] {
+        let settings = NpeSettings {
+            support_mask: true,
+            ..hybrid_settings(FlowKind::Nsf, bg, b)
+        };
+        let what = format!("masked {bg:?}");
+        // The draws at the initial parameters, away from the box's faces (a finite-difference
+        // step must not carry one across), with some on either side.
+        let probe = probe_step_gradient(ctx(), &settings, d, dx, &theta, &x, 1, None).unwrap();
+        let nets = HybridNets::from_arena(&probe, &probe.params);
+        let ec = &probe.embedding.as_ref().unwrap().0;
+        let c = mcpu::forward(ec, &nets.emb, &x, b).y;
+        let ck: Vec<f64> = (0..b * k)
+            .flat_map(|j| c[(j / k) * ec.out_dim..(j / k + 1) * ec.out_dim].to_vec())
+            .collect();
+        let fc = &probe.flow.as_ref().unwrap().0;
+        let draws = fcpu::inverse(fc, &nets.flow, &z, &ck, b * k).0;
+        let inside = gcpu::inside(&draws, d, &bounds);
+        let outside = inside.iter().filter(|&&i| !i).count();
+        assert!((3..=b * k - 3).contains(&outside), "{outside} of {} draws outside", b * k);
+        let gap = draws
+            .chunks(d)
+            .map(|r| (r[0] + 0.3).abs().min((r[2] - 0.6).abs()))
+            .fold(f64::INFINITY, f64::min);
+        assert!(gap > 1e-3, "a draw lies {gap} from a face of the box");
+        let masked = check_hybrid_gradient(&settings, Some(&bounds), &theta, &x, &z, k, &what);
+        // Without the mask (or with a box that holds every draw) the ratio's gradient differs.
+        let plain = HybridNets::from_arena(&probe, &probe.grads);
+        let (r0, r1) = (&masked.flat()[2], &plain.flat()[2]);
+        let diff = r0.iter().zip(r1).fold(0f64, |m, (a, c)| m.max((a - c).abs()));
+        assert!(diff > 1e-3, "{what}: the mask does not change the ratio's gradient");
     }
 }
 
@@ -859,6 +952,7 @@ fn settings(method: Method) -> NpeSettings {
         contrastive: 1,
         base_epochs: 0,
         base_gradient: Default::default(),
+        support_mask: false,
         batch_size: 128,
         lr: 2e-3,
         max_epochs: 60,

@@ -214,6 +214,7 @@ fn model_dir(dir: &Path) {
         contrastive: 1,
         base_epochs: 0,
         base_gradient: Default::default(),
+        support_mask: false,
         flow: flow.clone(),
         embedding: None,
         batch_size: 10,

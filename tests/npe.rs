@@ -31,6 +31,7 @@ fn settings(kind: FlowKind) -> NpeSettings {
         contrastive: 1,
         base_epochs: 0,
         base_gradient: Default::default(),
+        support_mask: false,
         flow: FlowConfig {
             act: Activation::Relu,
             transforms: 3,

@@ -51,6 +51,7 @@ fn settings(method: Method, epochs: usize) -> NpeSettings {
         contrastive: 2,
         base_epochs: if method == Method::Hybrid { 2 } else { 0 },
         base_gradient: Default::default(),
+        support_mask: false,
         flow: FlowConfig {
             act: Activation::Relu,
             transforms: 2,

@@ -97,6 +97,10 @@ pub struct TrainProfile {
     /// constant rate, as in cells saved before the field existed).
     #[serde(default)]
     pub lr_patience: usize,
+    /// Hybrid: the partition term counts only base draws inside the prior's support
+    /// (`NpeSettings::support_mask`); cells saved before the field existed read as false.
+    #[serde(default)]
+    pub support_mask: bool,
 }
 
 impl Default for TrainProfile {
@@ -120,6 +124,7 @@ impl Default for TrainProfile {
             max_epochs: 2000,
             patience: 20,
             lr_patience: 10,
+            support_mask: true,
         }
     }
 }
@@ -183,6 +188,7 @@ impl TrainProfile {
             contrastive,
             base_epochs: self.base_epochs,
             base_gradient,
+            support_mask: self.support_mask,
             batch_size: self.batch_size,
             lr: self.lr,
             max_epochs: self.max_epochs,

@@ -104,6 +104,10 @@ struct GridArgs {
     /// Halve the learning rate after this many epochs without improvement (0: constant) [default: 10]
     #[arg(long)]
     lr_patience: Option<usize>,
+    /// Hybrid: count only base draws inside the prior's support in the partition term
+    /// [default: true]
+    #[arg(long, action = clap::ArgAction::Set)]
+    support_mask: Option<bool>,
     /// Only train and save the pending cells' models; a later run without it samples and scores
     /// them (e.g. train on a GPU machine, score elsewhere)
     #[arg(long)]
@@ -174,7 +178,8 @@ impl GridArgs {
             lr,
             max_epochs,
             patience,
-            lr_patience
+            lr_patience,
+            support_mask
         );
         let mut tasks = self.tasks;
         tasks.extend(

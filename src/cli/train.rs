@@ -50,6 +50,12 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = BaseGradient::Detached)]
     #[serde(default)]
     base_gradient: BaseGradient,
+    /// Hybrid: base draws outside a bounded prior's support count as exp f = 0 in the partition
+    /// term, so the model trained is q·exp f·1_support, the density `sample` draws from; false:
+    /// every draw counts and f must fall towards −∞ where the base leaks past the support's edge
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[serde(default)]
+    support_mask: bool,
     /// Ratio network (ratio, hybrid): width of the residual MLP on [θ, x]
     #[arg(long, default_value_t = 64)]
     ratio_hidden: usize,
@@ -439,6 +445,7 @@ fn run_with(gpu: &GpuArgs, a: TrainArgs, out: PathBuf, resume: Option<Checkpoint
         contrastive: a.contrastive,
         base_epochs: a.base_epochs,
         base_gradient: a.base_gradient,
+        support_mask: a.support_mask,
         flow: FlowConfig {
             kind: a.flow,
             dim: 0,

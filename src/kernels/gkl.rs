@@ -102,8 +102,17 @@ pub fn pairs(
     )
 }
 
+/// The prior's support in network space for the hybrid's masked partition term: `bounds` is
+/// [lo_0 … lo_{d−1}, hi_0 … hi_{d−1}] and `draws` the contrastive θ' [B·K, pad4(d)].
+#[derive(Clone, Copy, Debug)]
+pub struct SupportMask<'a> {
+    pub bounds: &'a GpuTensor,
+    pub draws: &'a GpuTensor,
+}
+
 /// One workgroup: dL/df into `df` (column 0 of [rows, 4]; skipped when `write_grad` is false) and
-/// `acc[0..3] += (Σ −f_joint, Σ_i Ẑ_i, Σ_i Ẑ_i²)`.
+/// `acc[0..3] += (Σ −f_joint, Σ_i Ẑ_i, Σ_i Ẑ_i²)`. With `mask`, contrastive θ' outside the support
+/// count as exp f = 0 (see the shader).
 pub fn loss(
     ctx: &GpuContext,
     uniform: &wgpu::Buffer,
@@ -111,17 +120,23 @@ pub fn loss(
     df: &GpuTensor,
     acc: &GpuTensor,
     write_grad: bool,
+    mask: Option<SupportMask>,
 ) -> GpuResult<Dispatch> {
     let (dr, _) = ctx.dummies()?;
+    let (bounds, draws) = mask.map_or((dr, dr), |m| (m.bounds, m.draws));
     ctx.dispatch(
         "gkl",
         "loss",
-        &[("CAP", SEXP_CAP), ("WRITE_GRAD", write_grad as u8 as f64)],
+        &[
+            ("CAP", SEXP_CAP),
+            ("WRITE_GRAD", write_grad as u8 as f64),
+            ("MASKED", mask.is_some() as u8 as f64),
+        ],
         &[
             Bind::U(uniform),
             Bind::T(f),
-            Bind::T(dr),
-            Bind::T(dr),
+            Bind::T(bounds),
+            Bind::T(draws),
             Bind::T(df),
             Bind::T(acc),
         ],
@@ -175,12 +190,29 @@ pub mod cpu {
 
     /// The loss L = (1/B) Σ_i [−f_i + (1/K) Σ_k sexp f_ik] over f = [joint B | contrastive B·K].
     pub fn loss(f: &[f64], b: usize, k: usize) -> f64 {
+        loss_masked(f, b, k, None)
+    }
+
+    /// As [`loss`], the sum over k taken only where `inside[i·K + k]`.
+    pub fn loss_masked(f: &[f64], b: usize, k: usize, inside: Option<&[bool]>) -> f64 {
         let mut l = 0.0;
         for i in 0..b {
             l -= f[i];
-            l += (0..k).map(|kk| sexp(f[b + i * k + kk])).sum::<f64>() / k as f64;
+            l += (0..k)
+                .filter(|&kk| inside.is_none_or(|m| m[i * k + kk]))
+                .map(|kk| sexp(f[b + i * k + kk]))
+                .sum::<f64>()
+                / k as f64;
         }
         l / b as f64
+    }
+
+    /// Whether each row of `theta` [rows, d] lies in the box `bounds` = [lo…, hi…] (inclusive).
+    pub fn inside(theta: &[f64], d: usize, bounds: &[f64]) -> Vec<bool> {
+        theta
+            .chunks(d)
+            .map(|r| (0..d).all(|c| r[c] >= bounds[c] && r[c] <= bounds[d + c]))
+            .collect()
     }
 
     /// dL/df and (Σ −f_joint, Σ Ẑ_i, Σ Ẑ_i²).
@@ -197,6 +229,19 @@ pub mod cpu {
         valid: usize,
         batch: usize,
     ) -> (Vec<f64>, [f64; 3]) {
+        loss_grad_masked(f, b, k, valid, batch, None)
+    }
+
+    /// As [`loss_grad_micro`], with `inside[i·K + k]` false for contrastive θ' outside the
+    /// support: they add nothing to Ẑ and get zero gradients.
+    pub fn loss_grad_masked(
+        f: &[f64],
+        b: usize,
+        k: usize,
+        valid: usize,
+        batch: usize,
+        inside: Option<&[bool]>,
+    ) -> (Vec<f64>, [f64; 3]) {
         let mut g = vec![0.0; f.len()];
         let mut s = [0.0; 3];
         for i in 0..valid.min(b) {
@@ -205,6 +250,9 @@ pub mod cpu {
             let mut z = 0.0;
             for kk in 0..k {
                 let j = b + i * k + kk;
+                if inside.is_some_and(|m| !m[i * k + kk]) {
+                    continue;
+                }
                 z += sexp(f[j]);
                 g[j] = f[j].min(SEXP_CAP).exp() / (batch * k) as f64;
             }

@@ -20,7 +20,7 @@
 use crate::kernels::adam::{Adam, AdamConfig};
 use crate::kernels::elementwise::{self, EwParams};
 use crate::kernels::gather::{self, GatherParams};
-use crate::kernels::gkl::{self, Contrast, GklParams};
+use crate::kernels::gkl::{self, Contrast, GklParams, SupportMask};
 use crate::kernels::layout::pad4;
 use crate::kernels::reduce::{self, ReduceOp, ReduceParams};
 use crate::models::arena::{ArenaLayout, ParamArena};
@@ -76,6 +76,12 @@ pub struct NpeSettings {
     /// reparameterized draws (see [`BaseGradient`]); ignored by the other methods.
     #[serde(default)]
     pub base_gradient: BaseGradient,
+    /// Hybrid: the surrogate is q(θ|x)·exp f(θ,x)·1_support(θ), the density the rejection
+    /// sampler draws from, so base draws outside a bounded prior's support count as exp f = 0 in
+    /// the partition term instead of pushing f towards −∞ at the support's edge. Models trained
+    /// before this setting existed read as false (their partition term counted every draw).
+    #[serde(default)]
+    pub support_mask: bool,
     pub batch_size: usize,
     pub lr: f32,
     pub max_epochs: usize,
@@ -130,7 +136,8 @@ pub struct EpochMetrics {
     pub pairs_per_s: f64,
     pub best: bool,
     /// Ratio and hybrid: the mean over the epoch's x of the Monte-Carlo estimate Ẑ(x) of
-    /// Z(x) = E[exp f(θ', x)] (1 at the optimum), and its variance across x.
+    /// Z(x) = E[exp f(θ', x)] (1 at the optimum; with `support_mask`, E[exp f · 1_support]),
+    /// and its variance across x.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub z_mean: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -289,6 +296,9 @@ struct Nets {
     emb: Option<Mlp>,
     flow: Option<Flow>,
     ratio: Option<Mlp>,
+    /// The hybrid's masked partition term: the prior's support in network space
+    /// ([`Preprocess::network_support`]); `None` counts every draw.
+    support: Option<GpuTensor>,
 }
 
 /// The networks of a run with the data's dimensions and their place in one parameter arena
@@ -369,10 +379,25 @@ impl Model {
         }
     }
 
-    /// The networks as views into `arena` (which holds this model's layout).
-    fn nets(&self, ctx: &GpuContext, arena: &ParamArena) -> GpuResult<Nets> {
+    /// The networks as views into `arena` (which holds this model's layout). `support`: the
+    /// hybrid's masked partition term (`settings.support_mask`), the prior's support in network
+    /// space [lo…, hi…].
+    fn nets(
+        &self,
+        ctx: &GpuContext,
+        arena: &ParamArena,
+        support: Option<&[f64]>,
+    ) -> GpuResult<Nets> {
         let align = self.layout.align;
+        let support = support
+            .filter(|_| self.flow_cfg.is_some() && self.ratio_cfg.is_some())
+            .map(|b| {
+                let v: Vec<f32> = b.iter().map(|&x| x as f32).collect();
+                ctx.tensor_from("hybrid-support", &v)
+            })
+            .transpose()?;
         Ok(Nets {
+            support,
             emb: match (&self.emb, self.emb_off) {
                 (Some(e), Some(off)) => {
                     let (p, g) = arena.block(off, Mlp::model_len(e, align));
@@ -467,6 +492,9 @@ struct RatioInputs<'a> {
     /// through its draws, added to the flow's gradient block and, with `Some`, to the context's
     /// gradient [b, pad4(context)] (the embedding net's upstream gradient).
     reparam: Option<Option<&'a GpuTensor>>,
+    /// The hybrid's masked partition term: the prior's support in network space (see
+    /// `NpeSettings::support_mask`); applies to base-flow draws only.
+    support: Option<&'a GpuTensor>,
 }
 
 /// The generalized-KL ratio term for `p.b` rows, as recorded launches: contrastive θ' (other rows,
@@ -548,7 +576,14 @@ fn ratio_term(
         (None, None) => Contrast::Batch,
     };
     let pairs = gkl::pairs(ctx, &uni, &p, io.theta, io.x, contrast, &plan.x)?;
-    let loss = gkl::loss(ctx, &uni, &plan.y, &plan.dy, io.acc, train)?;
+    let mask = match (io.support, io.given, &draws) {
+        (Some(bounds), None, Some(dp)) => Some(SupportMask {
+            bounds,
+            draws: &dp.samples,
+        }),
+        _ => None,
+    };
+    let loss = gkl::loss(ctx, &uni, &plan.y, &plan.dy, io.acc, train, mask)?;
     // dL/dθ' = dL/df · ∂f/∂θ': the θ columns of the ratio net's contrastive input rows (rows
     // b + j of its input gradient, j = i·K + k as the draws are laid out), through the inverse.
     let through = match (reparam, base, &draws, &plan.dx) {
@@ -579,7 +614,7 @@ fn ratio_term(
             list.push(loss.clone());
         } else {
             let u = ctx.uniform(label, &p.micro(split.batch, valid));
-            list.push(gkl::loss(ctx, &u, &plan.y, &plan.dy, io.acc, train)?);
+            list.push(gkl::loss(ctx, &u, &plan.y, &plan.dy, io.acc, train, mask)?);
             unis.push(u);
         }
         list.extend(plan.backward.iter().cloned());
@@ -763,6 +798,7 @@ fn train_graph(
                     reparam: (method == Method::Hybrid
                         && base_gradient == BaseGradient::Reparameterized)
                         .then(|| emb_plan.as_ref().map(|_| &dcontext)),
+                    support: nets.support.as_ref().filter(|_| method == Method::Hybrid),
                 },
                 seed,
                 Some(&adam.state),
@@ -920,8 +956,10 @@ pub struct StepProbe {
 /// returns the gradient before the optimizer's step (the full objective: `base_epochs` does not
 /// apply). The step's draws are those of optimizer step 0 with the settings' seed, the
 /// hybrid's base draws z[j, i] = element j·d + i of `RngStream { seed, offset: 0, stream:
-/// SAMPLE_STREAM }.normal`, draw j = i·K + k belonging to row i.
+/// SAMPLE_STREAM }.normal`, draw j = i·K + k belonging to row i. `support` (network space,
+/// [lo…, hi…]) masks the hybrid's partition term when `settings.support_mask` is set.
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
 pub fn probe_step_gradient(
     ctx: &GpuContext,
     settings: &NpeSettings,
@@ -930,6 +968,7 @@ pub fn probe_step_gradient(
     theta: &[f64],
     x: &[f64],
     micro_batches: usize,
+    support: Option<&[f64]>,
 ) -> GpuResult<StepProbe> {
     let rows = theta.len() / d.max(1);
     if rows == 0 || x.len() != rows * dim_x || theta.len() != rows * d {
@@ -942,7 +981,8 @@ pub fn probe_step_gradient(
     let method = settings.method;
     let model = Model::new(ctx, settings, d, dim_x);
     let arena = ParamArena::new(ctx, &model.init)?;
-    let nets = model.nets(ctx, &arena)?;
+    let support = support.filter(|_| settings.support_mask && method == Method::Hybrid);
+    let nets = model.nets(ctx, &arena, support)?;
     let adam = new_adam(ctx, settings, &arena)?;
     let accs = Accs::new(ctx, "probe-loss-acc")?;
     let grads = Grads {
@@ -1086,6 +1126,7 @@ fn val_graph(
                     acc: &accs.rval,
                     given: None,
                     reparam: None,
+                    support: nets.support.as_ref().filter(|_| method == Method::Hybrid),
                 },
                 seed ^ 0x5641_4c49_4441_5445,
                 None,
@@ -1233,7 +1274,10 @@ pub fn train(
         }
     }
     let arena = ParamArena::new(ctx, &model.init)?;
-    let nets = model.nets(ctx, &arena)?;
+    let support = (settings.support_mask && method == Method::Hybrid)
+        .then(|| pre.network_support())
+        .flatten();
+    let nets = model.nets(ctx, &arena, support.as_deref())?;
     let mut adam = new_adam(ctx, settings, &arena)?;
 
     // Blocks of training rows within the bound.

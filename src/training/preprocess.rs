@@ -137,6 +137,28 @@ impl Preprocess {
         lj
     }
 
+    /// The prior's support in network space as a box [lo_0 … lo_{d−1}, hi_0 … hi_{d−1}]
+    /// (±f32::MAX where a side is open), or `None` where it is all of network space: θ modelled
+    /// in the unconstrained space, or a prior without a bounded side (Gaussian, normal).
+    pub fn network_support(&self) -> Option<Vec<f64>> {
+        if self.unconstrained {
+            return None;
+        }
+        let comps = self.prior.components()?;
+        let d = comps.len();
+        let big = f32::MAX as f64;
+        let mut out = vec![0.0; 2 * d];
+        let mut bounded = false;
+        for (i, c) in comps.iter().enumerate() {
+            let (lo, hi) = c.support();
+            let (m, s) = (self.theta.mean[i], self.theta.std[i]);
+            out[i] = if lo.is_finite() { (lo - m) / s } else { -big };
+            out[d + i] = if hi.is_finite() { (hi - m) / s } else { big };
+            bounded |= lo.is_finite() || hi.is_finite();
+        }
+        bounded.then_some(out)
+    }
+
     pub fn x_forward(&self, x: &[f64]) -> Vec<f64> {
         let dx = self.x.mean.len();
         let mut out = vec![0.0; x.len()];
@@ -183,6 +205,31 @@ mod tests {
                 p.theta_log_jacobian(&t)
             );
         }
+    }
+
+    /// The support in network space is the prior's support mapped by the z-score: a point is in
+    /// the box exactly when its θ is in the prior's support (probed on both sides of each face).
+    #[test]
+    fn network_support_is_the_priors_support_after_the_z_score() {
+        let theta = vec![0.3, 1.0, -0.9, 4.5, 0.0, 2.5, 0.5, 0.2];
+        let lognormal =
+            Prior::from_json(r#"{"type": "lognormal", "loc": [0, 1], "scale": [1, 0.5]}"#).unwrap();
+        for prior in [box_prior(), lognormal] {
+            let p = Preprocess::fit(&prior, false, &theta, &[1.0, 2.0, 3.0, 4.0], 1);
+            let bounds = p.network_support().expect("a bounded prior");
+            for t in [[-1.01, 1.0], [-0.99, 1.0], [0.5, -0.01], [0.5, 0.01], [0.99, 4.99], [1.01, 5.01]] {
+                let z = p.theta_forward(&t);
+                let inside = (0..2).all(|i| z[i] >= bounds[i] && z[i] <= bounds[2 + i]);
+                assert_eq!(inside, prior.in_support(&t), "{prior:?} at {t:?}");
+            }
+            // Unconstrained θ has no edge to mask.
+            let u = Preprocess::fit(&prior, true, &theta, &[1.0, 2.0, 3.0, 4.0], 1);
+            assert!(u.network_support().is_none());
+        }
+        let gauss = Prior::from_json(r#"{"type": "gaussian", "mean": [0, 0], "cov": [[1, 0], [0, 1]]}"#)
+            .unwrap();
+        let p = Preprocess::fit(&gauss, false, &theta, &[1.0, 2.0, 3.0, 4.0], 1);
+        assert!(p.network_support().is_none());
     }
 
     #[test]

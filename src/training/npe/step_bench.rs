@@ -79,7 +79,7 @@ impl StepBench {
         // Architecture, arena and optimizer, as `train` builds them.
         let model = Model::new(ctx, settings, d, dim_x);
         let arena = ParamArena::new(ctx, &model.init)?;
-        let nets = model.nets(ctx, &arena)?;
+        let nets = model.nets(ctx, &arena, None)?;
         let adam = new_adam(ctx, settings, &arena)?;
         let adam_config = adam.config;
         let accs = Accs::new(ctx, "bench-loss-acc")?;
