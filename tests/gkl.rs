@@ -962,6 +962,7 @@ fn settings(method: Method) -> NpeSettings {
         weight_decay: 0.0,
         lr_patience: 0,
         lr_factor: 0.5,
+        lr_restore_best: false,
         seed: 3,
         unconstrained: false,
     }

@@ -226,6 +226,7 @@ fn model_dir(dir: &Path) {
         weight_decay: 0.0,
         lr_patience: 0,
         lr_factor: 0.5,
+        lr_restore_best: false,
         seed: 0,
         unconstrained: false,
     };

@@ -47,6 +47,7 @@ fn settings(kind: FlowKind) -> NpeSettings {
         weight_decay: 0.0,
         lr_patience: 0,
         lr_factor: 0.5,
+        lr_restore_best: false,
         seed: 3,
         unconstrained: false,
     }
@@ -170,6 +171,43 @@ fn a_model_directory_with_a_wrong_version_is_rejected_with_a_clear_message() {
         missing.contains("/nonexistent/model") && missing.contains("config.json"),
         "{missing}"
     );
+}
+
+/// `lr_restore_best`: a plateau cut continues from the best parameters so far. With the rate cut
+/// to almost nothing the next epoch barely moves them, so its validation loss is the best one
+/// again; without the option it stays near the plateau's worse value.
+#[test]
+fn a_plateau_cut_with_lr_restore_best_continues_from_the_best_parameters() {
+    let ctx = ctx();
+    let prior =
+        Prior::from_json(r#"{"type": "gaussian", "mean": [0, 0], "cov": [[1, 0], [0, 1]]}"#)
+            .unwrap();
+    let (theta, x) = data(600, 4);
+    for restore in [true, false] {
+        let s = NpeSettings {
+            lr: 1e-2,
+            max_epochs: 30,
+            patience: 30,
+            lr_patience: 2,
+            lr_factor: 1e-6,
+            lr_restore_best: restore,
+            ..settings(FlowKind::Maf)
+        };
+        let out = train_npe(ctx, &prior, &theta, &x, 2, &s, None, |_| {}).unwrap();
+        let h = &out.history;
+        let cut = h
+            .windows(2)
+            .position(|w| w[1].lr < w[0].lr)
+            .expect("no plateau: the test exercises nothing");
+        let best = h[..=cut].iter().map(|m| m.val_loss).fold(f64::INFINITY, f64::min);
+        let (at_cut, after) = (h[cut].val_loss, h[cut + 1].val_loss);
+        assert!(at_cut - best > 1e-3, "the plateau is as good as the best: {at_cut} vs {best}");
+        if restore {
+            assert!((after - best).abs() < 1e-4, "restored: {after} vs best {best}");
+        } else {
+            assert!((after - at_cut).abs() < 1e-4, "not restored: {after} vs {at_cut}");
+        }
+    }
 }
 
 #[test]

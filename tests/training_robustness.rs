@@ -68,6 +68,7 @@ fn settings(method: Method, epochs: usize) -> NpeSettings {
         weight_decay: 0.0,
         lr_patience: 0,
         lr_factor: 0.5,
+        lr_restore_best: false,
         seed: 11,
         unconstrained: false,
     }

@@ -198,6 +198,7 @@ impl TrainProfile {
             weight_decay: 0.0,
             lr_patience: self.lr_patience,
             lr_factor: 0.5,
+            lr_restore_best: false,
             seed,
             unconstrained: false,
         }

@@ -98,6 +98,11 @@ pub struct NpeSettings {
     pub lr_patience: usize,
     #[serde(default = "half")]
     pub lr_factor: f32,
+    /// With the plateau schedule: each time it lowers the learning rate, training continues from
+    /// the best parameters so far (the optimizer's moments kept), not from wherever a noisy
+    /// stretch left them. Runs from before the setting read as false.
+    #[serde(default)]
+    pub lr_restore_best: bool,
     pub seed: u64,
     /// Model θ in the prior's unconstrained space (no leakage outside a bounded support).
     pub unconstrained: bool,
@@ -1680,6 +1685,14 @@ pub fn train(
             // A plateau: smaller steps from the next epoch on (the schedule is a function of the
             // validation history only, so a resumed run follows it exactly).
             adam.set_lr(ctx, lr_used * settings.lr_factor);
+            if settings.lr_restore_best && best_epoch > 0 {
+                ctx.copy(&best, &arena.params)
+                    .map_err(|e| TrainError::Interrupted {
+                        cause: Box::new(e.into()),
+                        epoch,
+                        saved: last_saved.clone(),
+                    })?;
+            }
         }
         let m = EpochMetrics {
             epoch,
