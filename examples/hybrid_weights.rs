@@ -13,9 +13,16 @@ use gkl_gpu::training::Method;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    anyhow::ensure!(args.len() >= 3, "usage: hybrid_weights MODEL_DIR OBSERVATION [N]");
+    anyhow::ensure!(
+        args.len() >= 3,
+        "usage: hybrid_weights MODEL_DIR OBSERVATION [N]"
+    );
     let model = NpeModel::load(std::path::Path::new(&args[1]))?;
-    anyhow::ensure!(model.method == Method::Hybrid, "{} is not a hybrid model", args[1]);
+    anyhow::ensure!(
+        model.method == Method::Hybrid,
+        "{} is not a hybrid model",
+        args[1]
+    );
     let obs: usize = args[2].parse()?;
     let n: usize = args.get(3).map_or(Ok(1_000_000), |s| s.parse())?;
     let task = gkl_tasks::task_by_name(model.task.as_deref().unwrap_or_default())?;
@@ -32,7 +39,13 @@ fn main() -> anyhow::Result<()> {
     let rows = theta.len() / d;
     let (tz, xz) = (pre.theta_forward(theta), pre.x_forward(&x));
     let input: Vec<f64> = (0..rows)
-        .flat_map(|r| tz[r * d..(r + 1) * d].iter().chain(&xz).copied().collect::<Vec<_>>())
+        .flat_map(|r| {
+            tz[r * d..(r + 1) * d]
+                .iter()
+                .chain(&xz)
+                .copied()
+                .collect::<Vec<_>>()
+        })
         .collect();
     let f = cpu::forward(&rc, &w, &input, rows).y;
     let mut idx: Vec<usize> = (0..rows).collect();
@@ -48,7 +61,10 @@ fn main() -> anyhow::Result<()> {
         q(0.9999),
         f[idx[0]]
     );
-    println!("Z = E_q[exp f] = {z:.4}; the 100 largest exp f carry {:.1}% of it", 100.0 * top / z);
+    println!(
+        "Z = E_q[exp f] = {z:.4}; the 100 largest exp f carry {:.1}% of it",
+        100.0 * top / z
+    );
     for &i in idx.iter().take(5) {
         println!("  f {:.3} at θ {:?}", f[i], &theta[i * d..(i + 1) * d]);
     }

@@ -120,7 +120,10 @@ fn gpu_ratio_step(
         let v: Vec<f32> = bd.iter().map(|&a| a as f32).collect();
         ctx.tensor_from("bounds", &v).unwrap()
     });
-    let mask = bt.as_ref().zip(negt.as_ref()).map(|(bounds, draws)| SupportMask { bounds, draws });
+    let mask = bt
+        .as_ref()
+        .zip(negt.as_ref())
+        .map(|(bounds, draws)| SupportMask { bounds, draws });
     let mut ds: Vec<Dispatch> =
         vec![gkl::pairs(ctx, &uni, &p, &th, &xt, contrast, &plan.x).unwrap()];
     ds.extend(plan.forward.iter().cloned());
@@ -150,8 +153,7 @@ fn check_ratio_gradient(bias_shift: f64) {
         (Some(draws.clone()), None),
         (Some(draws.clone()), Some(&bounds[..])),
     ] {
-        let loss =
-            |w: &MlpWeights| cpu_loss(&cfg, w, &theta, &x, neg.as_deref(), bd, b, k, d, dx);
+        let loss = |w: &MlpWeights| cpu_loss(&cfg, w, &theta, &x, neg.as_deref(), bd, b, k, d, dx);
         let fd = fd_grad(&cfg, &w, &loss);
         let (gpu, acc) = gpu_ratio_step(&cfg, &w, &theta, &x, neg.as_deref(), bd, b, k, d, dx);
         let scale = flat(&fd).iter().fold(0f64, |m, v| m.max(v.abs()));
@@ -442,8 +444,7 @@ fn check_hybrid_gradient(
     let draws = fcpu::inverse(fc, &nets.flow, z, &ck, b * k).0;
     let inside = support.map(|bd| gcpu::inside(&draws, d, bd));
     let fixed = (settings.base_gradient == BaseGradient::Detached).then_some(&draws[..]);
-    let loss =
-        |n: &HybridNets| hybrid_loss(&probe, n, theta, x, z, fixed, inside.as_deref(), b, k);
+    let loss = |n: &HybridNets| hybrid_loss(&probe, n, theta, x, z, fixed, inside.as_deref(), b, k);
     let h = 1e-5;
     let mut fd_nets = HybridNets::from_arena(&probe, &vec![0.0; probe.params.len()]);
     let n_params = nets.flat().iter().map(Vec::len).sum::<usize>();
@@ -464,7 +465,10 @@ fn check_hybrid_gradient(
         let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
         assert!(scale > 1e-3, "{what}: {part} gradient is zero");
         let err = max_rel_err(got, want, 2e-3 * scale, 5e-3);
-        assert!(err <= 1.0, "{what}: {part} gradient off by {err}× tolerance");
+        assert!(
+            err <= 1.0,
+            "{what}: {part} gradient off by {err}× tolerance"
+        );
     }
     // The same gradient from two micro-batches of 4 and 3 rows.
     let split = probe_step_gradient(ctx, settings, d, dx, theta, x, 2, support).unwrap();
@@ -553,7 +557,11 @@ fn hybrid_training_gradient_with_the_support_mask_matches_finite_differences() {
         let draws = fcpu::inverse(fc, &nets.flow, &z, &ck, b * k).0;
         let inside = gcpu::inside(&draws, d, &bounds);
         let outside = inside.iter().filter(|&&i| !i).count();
-        assert!((3..=b * k - 3).contains(&outside), "{outside} of {} draws outside", b * k);
+        assert!(
+            (3..=b * k - 3).contains(&outside),
+            "{outside} of {} draws outside",
+            b * k
+        );
         let gap = draws
             .chunks(d)
             .map(|r| (r[0] + 0.3).abs().min((r[2] - 0.6).abs()))
@@ -563,8 +571,14 @@ fn hybrid_training_gradient_with_the_support_mask_matches_finite_differences() {
         // Without the mask (or with a box that holds every draw) the ratio's gradient differs.
         let plain = HybridNets::from_arena(&probe, &probe.grads);
         let (r0, r1) = (&masked.flat()[2], &plain.flat()[2]);
-        let diff = r0.iter().zip(r1).fold(0f64, |m, (a, c)| m.max((a - c).abs()));
-        assert!(diff > 1e-3, "{what}: the mask does not change the ratio's gradient");
+        let diff = r0
+            .iter()
+            .zip(r1)
+            .fold(0f64, |m, (a, c)| m.max((a - c).abs()));
+        assert!(
+            diff > 1e-3,
+            "{what}: the mask does not change the ratio's gradient"
+        );
     }
 }
 

@@ -199,13 +199,25 @@ fn a_plateau_cut_with_lr_restore_best_continues_from_the_best_parameters() {
             .windows(2)
             .position(|w| w[1].lr < w[0].lr)
             .expect("no plateau: the test exercises nothing");
-        let best = h[..=cut].iter().map(|m| m.val_loss).fold(f64::INFINITY, f64::min);
+        let best = h[..=cut]
+            .iter()
+            .map(|m| m.val_loss)
+            .fold(f64::INFINITY, f64::min);
         let (at_cut, after) = (h[cut].val_loss, h[cut + 1].val_loss);
-        assert!(at_cut - best > 1e-3, "the plateau is as good as the best: {at_cut} vs {best}");
+        assert!(
+            at_cut - best > 1e-3,
+            "the plateau is as good as the best: {at_cut} vs {best}"
+        );
         if restore {
-            assert!((after - best).abs() < 1e-4, "restored: {after} vs best {best}");
+            assert!(
+                (after - best).abs() < 1e-4,
+                "restored: {after} vs best {best}"
+            );
         } else {
-            assert!((after - at_cut).abs() < 1e-4, "not restored: {after} vs {at_cut}");
+            assert!(
+                (after - at_cut).abs() < 1e-4,
+                "not restored: {after} vs {at_cut}"
+            );
         }
     }
 }

@@ -68,20 +68,17 @@ pub fn gather_batch(
     x_out: &GpuTensor,
     y_out: &GpuTensor,
 ) -> GpuResult<Dispatch> {
-    ctx.dispatch(
-        "gather",
+    let rows = (p.rows * p.models) as usize;
+    launch(
+        ctx,
         "gather_batch",
-        &[("WG", WG as f64)],
-        &[
-            Bind::U(params),
-            Bind::T(data),
-            Bind::T(labels),
-            Bind::T(perm),
-            Bind::T(counter),
-            Bind::T(x_out),
-            Bind::T(y_out),
-        ],
-        groups_1d((p.rows * p.models) as usize, WG),
+        params,
+        data,
+        Some((labels, y_out)),
+        perm,
+        counter,
+        x_out,
+        rows,
     )
 }
 
@@ -97,21 +94,17 @@ pub fn gather_rows(
     counter: &GpuTensor,
     x_out: &GpuTensor,
 ) -> GpuResult<Dispatch> {
-    let (dr, dw) = ctx.dummies()?;
-    ctx.dispatch(
-        "gather",
+    let rows = (p.rows * p.models) as usize;
+    launch(
+        ctx,
         "gather_rows",
-        &[("WG", WG as f64)],
-        &[
-            Bind::U(params),
-            Bind::T(data),
-            Bind::T(dr),
-            Bind::T(perm),
-            Bind::T(counter),
-            Bind::T(x_out),
-            Bind::T(dw),
-        ],
-        groups_1d((p.rows * p.models) as usize, WG),
+        params,
+        data,
+        None,
+        perm,
+        counter,
+        x_out,
+        rows,
     )
 }
 
@@ -133,21 +126,49 @@ pub fn gather_contrast(
             "contrastive gather with k = 0 or an empty batch".into(),
         ));
     }
+    let rows = (p.rows * p.k * p.models) as usize;
+    launch(
+        ctx,
+        "gather_contrast",
+        params,
+        data,
+        None,
+        perm,
+        counter,
+        x_out,
+        rows,
+    )
+}
+
+/// One launch of `entry` over `rows` output rows; `labels` with their output, or dummies.
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    ctx: &GpuContext,
+    entry: &'static str,
+    params: &wgpu::Buffer,
+    data: &GpuTensor,
+    labels: Option<(&GpuTensor, &GpuTensor)>,
+    perm: &GpuTensor,
+    counter: &GpuTensor,
+    x_out: &GpuTensor,
+    rows: usize,
+) -> GpuResult<Dispatch> {
     let (dr, dw) = ctx.dummies()?;
+    let (labels, y_out) = labels.unwrap_or((dr, dw));
     ctx.dispatch(
         "gather",
-        "gather_contrast",
+        entry,
         &[("WG", WG as f64)],
         &[
             Bind::U(params),
             Bind::T(data),
-            Bind::T(dr),
+            Bind::T(labels),
             Bind::T(perm),
             Bind::T(counter),
             Bind::T(x_out),
-            Bind::T(dw),
+            Bind::T(y_out),
         ],
-        groups_1d((p.rows * p.k * p.models) as usize, WG),
+        groups_1d(rows, WG),
     )
 }
 

@@ -217,7 +217,14 @@ mod tests {
         for prior in [box_prior(), lognormal] {
             let p = Preprocess::fit(&prior, false, &theta, &[1.0, 2.0, 3.0, 4.0], 1);
             let bounds = p.network_support().expect("a bounded prior");
-            for t in [[-1.01, 1.0], [-0.99, 1.0], [0.5, -0.01], [0.5, 0.01], [0.99, 4.99], [1.01, 5.01]] {
+            for t in [
+                [-1.01, 1.0],
+                [-0.99, 1.0],
+                [0.5, -0.01],
+                [0.5, 0.01],
+                [0.99, 4.99],
+                [1.01, 5.01],
+            ] {
                 let z = p.theta_forward(&t);
                 let inside = (0..2).all(|i| z[i] >= bounds[i] && z[i] <= bounds[2 + i]);
                 assert_eq!(inside, prior.in_support(&t), "{prior:?} at {t:?}");
@@ -226,8 +233,9 @@ mod tests {
             let u = Preprocess::fit(&prior, true, &theta, &[1.0, 2.0, 3.0, 4.0], 1);
             assert!(u.network_support().is_none());
         }
-        let gauss = Prior::from_json(r#"{"type": "gaussian", "mean": [0, 0], "cov": [[1, 0], [0, 1]]}"#)
-            .unwrap();
+        let gauss =
+            Prior::from_json(r#"{"type": "gaussian", "mean": [0, 0], "cov": [[1, 0], [0, 1]]}"#)
+                .unwrap();
         let p = Preprocess::fit(&gauss, false, &theta, &[1.0, 2.0, 3.0, 4.0], 1);
         assert!(p.network_support().is_none());
     }
