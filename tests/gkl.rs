@@ -41,21 +41,33 @@ fn ratio_cfg(d: usize, dx: usize) -> MlpConfig {
     }
 }
 
-/// The CPU loss of a ratio net on given joint rows and contrastive draws (None: from the batch);
-/// with `bounds` ([lo…, hi…]) draws outside that box count as exp f = 0 (the masked hybrid).
-#[allow(clippy::too_many_arguments)]
-fn cpu_loss(
-    cfg: &MlpConfig,
-    w: &MlpWeights,
-    theta: &[f64],
-    x: &[f64],
-    neg: Option<&[f64]>,
-    bounds: Option<&[f64]>,
+/// One ratio-loss case: `b` joint rows (θ of width `d`, x of width `dx`), `k` contrastive θ' per
+/// x, either `neg` [b·k, d] (the hybrid's draws) or, with `None`, other rows of the batch; with
+/// `bounds` ([lo…, hi…]) draws outside that box count as exp f = 0 (the masked hybrid).
+#[derive(Clone, Copy)]
+struct RatioCase<'a> {
+    theta: &'a [f64],
+    x: &'a [f64],
+    neg: Option<&'a [f64]>,
+    bounds: Option<&'a [f64]>,
     b: usize,
     k: usize,
     d: usize,
     dx: usize,
-) -> f64 {
+}
+
+/// The f64 loss of a ratio net on `case`.
+fn cpu_loss(cfg: &MlpConfig, w: &MlpWeights, case: &RatioCase) -> f64 {
+    let RatioCase {
+        theta,
+        x,
+        neg,
+        bounds,
+        b,
+        k,
+        d,
+        dx,
+    } = *case;
     let inp = gcpu::pairs(theta, x, neg, b, k, d, dx);
     let f = mcpu::forward(cfg, w, &inp, b * (1 + k)).y;
     let inside = bounds.zip(neg).map(|(bd, n)| gcpu::inside(n, d, bd));
@@ -91,21 +103,19 @@ fn flat(w: &MlpWeights) -> Vec<f64> {
         .collect()
 }
 
-/// One GPU step of the ratio term: pairs → net → loss → backward; returns (grads, acc sums, f).
-/// `bounds` masks the draws `neg` as [`cpu_loss`] does.
-#[allow(clippy::too_many_arguments)]
-fn gpu_ratio_step(
-    cfg: &MlpConfig,
-    w: &MlpWeights,
-    theta: &[f64],
-    x: &[f64],
-    neg: Option<&[f64]>,
-    bounds: Option<&[f64]>,
-    b: usize,
-    k: usize,
-    d: usize,
-    dx: usize,
-) -> (MlpWeights, Vec<f32>) {
+/// One GPU step of the ratio term on `case`: pairs → net → loss → backward; returns the
+/// gradients and the loss kernel's sums.
+fn gpu_ratio_step(cfg: &MlpConfig, w: &MlpWeights, case: &RatioCase) -> (MlpWeights, Vec<f32>) {
+    let RatioCase {
+        theta,
+        x,
+        neg,
+        bounds,
+        b,
+        k,
+        d,
+        dx,
+    } = *case;
     let ctx = ctx();
     let net = Mlp::new(ctx, cfg.clone(), w).unwrap();
     let p = GklParams::new(b, k, d, dx);
@@ -153,9 +163,19 @@ fn check_ratio_gradient(bias_shift: f64) {
         (Some(draws.clone()), None),
         (Some(draws.clone()), Some(&bounds[..])),
     ] {
-        let loss = |w: &MlpWeights| cpu_loss(&cfg, w, &theta, &x, neg.as_deref(), bd, b, k, d, dx);
+        let case = RatioCase {
+            theta: &theta,
+            x: &x,
+            neg: neg.as_deref(),
+            bounds: bd,
+            b,
+            k,
+            d,
+            dx,
+        };
+        let loss = |w: &MlpWeights| cpu_loss(&cfg, w, &case);
         let fd = fd_grad(&cfg, &w, &loss);
-        let (gpu, acc) = gpu_ratio_step(&cfg, &w, &theta, &x, neg.as_deref(), bd, b, k, d, dx);
+        let (gpu, acc) = gpu_ratio_step(&cfg, &w, &case);
         let scale = flat(&fd).iter().fold(0f64, |m, v| m.max(v.abs()));
         let err = max_rel_err(&flat(&gpu), &flat(&fd), 1e-3 * scale.max(1.0), 2e-3);
         assert!(

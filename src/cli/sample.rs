@@ -145,16 +145,22 @@ pub fn run(gpu: &GpuArgs, a: SampleArgs) -> Result<()> {
                 );
                 // Acceptance ≈ Z/M: when M is orders of magnitude above Z, the model's mass
                 // sits where the proposal rarely draws, and more time buys little.
-                if reps.iter().any(|r| !r.finished && r.log_m - r.log_z > 1000f64.ln()) {
-                    eprintln!("{}", if method == Method::Ratio {
-                        "  M exceeds Z(x) a thousandfold: the posterior is far narrower than the prior, the \
+                if reps
+                    .iter()
+                    .any(|r| !r.finished && r.log_m - r.log_z > 1000f64.ln())
+                {
+                    eprintln!(
+                        "{}",
+                        if method == Method::Ratio {
+                            "  M exceeds Z(x) a thousandfold: the posterior is far narrower than the prior, the \
                          ratio surrogate's proposal; a hybrid or npe samples such a posterior directly"
-                    } else {
-                        "  M exceeds Z(x) a thousandfold: a few proposals carry exp f thousands of times \
+                        } else {
+                            "  M exceeds Z(x) a thousandfold: a few proposals carry exp f thousands of times \
                          above the rest, so the model puts mass where its base flow rarely draws (\
                          `cargo run --release --example hybrid_weights -- MODEL OBS` shows where); \
                          a MAF base (`train --flow maf`) or npe may serve this task better"
-                    });
+                        }
+                    );
                 }
             }
             eprintln!("wrote {} and {}", a.out.display(), rp.display());
