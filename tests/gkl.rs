@@ -57,21 +57,11 @@ struct RatioCase<'a> {
 }
 
 /// The f64 loss of a ratio net on `case`.
-fn cpu_loss(cfg: &MlpConfig, w: &MlpWeights, case: &RatioCase) -> f64 {
-    let RatioCase {
-        theta,
-        x,
-        neg,
-        bounds,
-        b,
-        k,
-        d,
-        dx,
-    } = *case;
-    let inp = gcpu::pairs(theta, x, neg, b, k, d, dx);
-    let f = mcpu::forward(cfg, w, &inp, b * (1 + k)).y;
-    let inside = bounds.zip(neg).map(|(bd, n)| gcpu::inside(n, d, bd));
-    gcpu::loss_masked(&f, b, k, inside.as_deref())
+fn cpu_loss(cfg: &MlpConfig, w: &MlpWeights, c: &RatioCase) -> f64 {
+    let inp = gcpu::pairs(c.theta, c.x, c.neg, c.b, c.k, c.d, c.dx);
+    let f = mcpu::forward(cfg, w, &inp, c.b * (1 + c.k)).y;
+    let inside = c.bounds.zip(c.neg).map(|(bd, n)| gcpu::inside(n, c.d, bd));
+    gcpu::loss_masked(&f, c.b, c.k, inside.as_deref())
 }
 
 /// Gradient of the loss w.r.t. every weight by central differences.
@@ -106,27 +96,20 @@ fn flat(w: &MlpWeights) -> Vec<f64> {
 /// One GPU step of the ratio term on `case`: pairs → net → loss → backward; returns the
 /// gradients and the loss kernel's sums.
 fn gpu_ratio_step(cfg: &MlpConfig, w: &MlpWeights, case: &RatioCase) -> (MlpWeights, Vec<f32>) {
-    let RatioCase {
-        theta,
-        x,
-        neg,
-        bounds,
-        b,
-        k,
-        d,
-        dx,
-    } = *case;
+    let (b, k, d, dx) = (case.b, case.k, case.d, case.dx);
     let ctx = ctx();
     let net = Mlp::new(ctx, cfg.clone(), w).unwrap();
     let p = GklParams::new(b, k, d, dx);
     let uni = ctx.uniform("gkl", &p);
     let plan = MlpPlan::new(ctx, &net, p.rows()).unwrap();
-    let th = ctx.tensor_from("theta", &pack(theta, b, d)).unwrap();
-    let xt = ctx.tensor_from("x", &pack(x, b, dx)).unwrap();
-    let negt = neg.map(|n| ctx.tensor_from("neg", &pack(n, b * k, d)).unwrap());
+    let th = ctx.tensor_from("theta", &pack(case.theta, b, d)).unwrap();
+    let xt = ctx.tensor_from("x", &pack(case.x, b, dx)).unwrap();
+    let negt = case
+        .neg
+        .map(|n| ctx.tensor_from("neg", &pack(n, b * k, d)).unwrap());
     let acc = ctx.tensor_zeros("acc", 4).unwrap();
     let contrast = negt.as_ref().map_or(Contrast::Batch, Contrast::Draws);
-    let bt = bounds.map(|bd| {
+    let bt = case.bounds.map(|bd| {
         let v: Vec<f32> = bd.iter().map(|&a| a as f32).collect();
         ctx.tensor_from("bounds", &v).unwrap()
     });
