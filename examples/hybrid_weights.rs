@@ -31,23 +31,12 @@ fn main() -> anyhow::Result<()> {
     let (slots, _) = rc.arena_layout(model.arena_align);
     let w = MlpWeights::from_arena(&model.params[off..], &slots);
     let pre = model.preprocess.clone();
-    let mut base = model.clone();
-    (base.method, base.ratio, base.ratio_offset) = (Method::Npe, None, None);
     let ctx = GpuContext::new(&AdapterOptions::default())?;
-    let (s, _) = NpePosterior::new(&ctx, base)?.sample(std::slice::from_ref(&x), n, 7)?;
+    let (s, _) =
+        NpePosterior::new(&ctx, model.base_flow())?.sample(std::slice::from_ref(&x), n, 7)?;
     let (theta, d) = (&s[0], model.dim_theta);
     let rows = theta.len() / d;
-    let (tz, xz) = (pre.theta_forward(theta), pre.x_forward(&x));
-    let input: Vec<f64> = (0..rows)
-        .flat_map(|r| {
-            tz[r * d..(r + 1) * d]
-                .iter()
-                .chain(&xz)
-                .copied()
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let f = cpu::forward(&rc, &w, &input, rows).y;
+    let f = cpu::forward(&rc, &w, &pre.ratio_rows(theta, &x), rows).y;
     let mut idx: Vec<usize> = (0..rows).collect();
     idx.sort_by(|&a, &b| f[b].total_cmp(&f[a]));
     let q = |p: f64| f[idx[((1.0 - p) * (rows - 1) as f64) as usize]];

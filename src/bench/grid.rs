@@ -414,15 +414,6 @@ fn train_cell(
     Ok(info)
 }
 
-/// The hybrid's base flow on its own: the same weights read as an NPE model.
-fn base_flow(model: &NpeModel) -> NpeModel {
-    let mut m = model.clone();
-    m.method = Method::Npe;
-    m.ratio = None;
-    m.ratio_offset = None;
-    m
-}
-
 fn method_label(m: Method) -> &'static str {
     m.name()
 }
@@ -551,7 +542,7 @@ pub fn run(ctx: &GpuContext, cfg: &GridConfig, log: &mut dyn FnMut(&str)) -> Ben
                         }
                         let model = NpeModel::load(&dir)?;
                         let base = (cfg.hybrid_base_c2st && method == Method::Hybrid)
-                            .then(|| base_flow(&model));
+                            .then(|| model.base_flow());
                         let post = NpePosterior::new(ctx, model)?;
                         let base_post = base.map(|b| NpePosterior::new(ctx, b)).transpose()?;
                         let rej = RejectionConfig {

@@ -68,6 +68,16 @@ struct ConfigFile {
 const TENSORS: [&str; 4] = ["theta_mean", "theta_std", "x_mean", "x_std"];
 
 impl NpeModel {
+    /// The hybrid's base flow on its own: the same weights read as an NPE model.
+    pub fn base_flow(&self) -> NpeModel {
+        NpeModel {
+            method: Method::Npe,
+            ratio: None,
+            ratio_offset: None,
+            ..self.clone()
+        }
+    }
+
     /// Writes `dir/model.safetensors`, then `dir/config.json`, each atomically.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let cfg = ConfigFile {

@@ -319,14 +319,8 @@ impl NpePosterior {
         };
         // + f(θ, x) − log Z(x), and −∞ outside the support.
         let plan = MlpPlan::inference(&self.ctx, ratio, rows)?;
-        let xz = pre.x_forward(x);
-        let tz = pre.theta_forward(theta);
-        let inp: Vec<f64> = tz
-            .chunks(d)
-            .flat_map(|t| t.iter().chain(&xz).copied().collect::<Vec<f64>>())
-            .collect();
-        self.ctx
-            .write(&plan.x, 0, &pack(&inp, rows, d + xz.len()))?;
+        let inp = pre.ratio_rows(theta, x);
+        self.ctx.write(&plan.x, 0, &pack(&inp, rows, d + x.len()))?;
         let f: Vec<&Dispatch> = plan.forward.iter().collect();
         self.ctx.run(&f)?;
         let fv = unpack(&self.ctx.read::<f32>(&plan.y)?, rows, 1);

@@ -108,6 +108,14 @@ pub struct NpeSettings {
     pub unconstrained: bool,
 }
 
+impl NpeSettings {
+    /// Whether the partition term is masked to the prior's support: the hybrid with
+    /// `support_mask` (the ratio surrogate's θ' are prior draws, always inside).
+    pub fn masks_support(&self) -> bool {
+        self.support_mask && self.method == Method::Hybrid
+    }
+}
+
 fn one() -> usize {
     1
 }
@@ -385,8 +393,8 @@ impl Model {
     }
 
     /// The networks as views into `arena` (which holds this model's layout). `support`: the
-    /// hybrid's masked partition term (`settings.support_mask`), the prior's support in network
-    /// space [lo…, hi…].
+    /// hybrid's masked partition term ([`NpeSettings::masks_support`]), the prior's support in
+    /// network space [lo…, hi…].
     fn nets(
         &self,
         ctx: &GpuContext,
@@ -395,7 +403,6 @@ impl Model {
     ) -> GpuResult<Nets> {
         let align = self.layout.align;
         let support = support
-            .filter(|_| self.flow_cfg.is_some() && self.ratio_cfg.is_some())
             .map(|b| {
                 let v: Vec<f32> = b.iter().map(|&x| x as f32).collect();
                 ctx.tensor_from("hybrid-support", &v)
@@ -581,8 +588,8 @@ fn ratio_term(
         (None, None) => Contrast::Batch,
     };
     let pairs = gkl::pairs(ctx, &uni, &p, io.theta, io.x, contrast, &plan.x)?;
-    let mask = match (io.support, io.given, &draws) {
-        (Some(bounds), None, Some(dp)) => Some(SupportMask {
+    let mask = match (io.support, &draws) {
+        (Some(bounds), Some(dp)) => Some(SupportMask {
             bounds,
             draws: &dp.samples,
         }),
@@ -803,7 +810,7 @@ fn train_graph(
                     reparam: (method == Method::Hybrid
                         && base_gradient == BaseGradient::Reparameterized)
                         .then(|| emb_plan.as_ref().map(|_| &dcontext)),
-                    support: nets.support.as_ref().filter(|_| method == Method::Hybrid),
+                    support: nets.support.as_ref(),
                 },
                 seed,
                 Some(&adam.state),
@@ -986,8 +993,7 @@ pub fn probe_step_gradient(
     let method = settings.method;
     let model = Model::new(ctx, settings, d, dim_x);
     let arena = ParamArena::new(ctx, &model.init)?;
-    let support = support.filter(|_| settings.support_mask && method == Method::Hybrid);
-    let nets = model.nets(ctx, &arena, support)?;
+    let nets = model.nets(ctx, &arena, support.filter(|_| settings.masks_support()))?;
     let adam = new_adam(ctx, settings, &arena)?;
     let accs = Accs::new(ctx, "probe-loss-acc")?;
     let grads = Grads {
@@ -1131,7 +1137,7 @@ fn val_graph(
                     acc: &accs.rval,
                     given: None,
                     reparam: None,
-                    support: nets.support.as_ref().filter(|_| method == Method::Hybrid),
+                    support: nets.support.as_ref(),
                 },
                 seed ^ 0x5641_4c49_4441_5445,
                 None,
@@ -1279,7 +1285,8 @@ pub fn train(
         }
     }
     let arena = ParamArena::new(ctx, &model.init)?;
-    let support = (settings.support_mask && method == Method::Hybrid)
+    let support = settings
+        .masks_support()
         .then(|| pre.network_support())
         .flatten();
     let nets = model.nets(ctx, &arena, support.as_deref())?;

@@ -159,6 +159,16 @@ impl Preprocess {
         bounded.then_some(out)
     }
 
+    /// The ratio net's input rows [θ, x] in network space for θ rows in the original space and
+    /// one observation x.
+    pub fn ratio_rows(&self, theta: &[f64], x: &[f64]) -> Vec<f64> {
+        let xz = self.x_forward(x);
+        self.theta_forward(theta)
+            .chunks(self.dim_theta())
+            .flat_map(|t| t.iter().chain(&xz).copied().collect::<Vec<f64>>())
+            .collect()
+    }
+
     pub fn x_forward(&self, x: &[f64]) -> Vec<f64> {
         let dx = self.x.mean.len();
         let mut out = vec![0.0; x.len()];
