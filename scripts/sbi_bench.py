@@ -3,11 +3,15 @@ by the sbi library, on the same machine as ours.
 
 Usage:
   PY scripts/sbi_bench.py TASK {npe|nre} NSIMS --seed S --observations 1,2,3 --samples N
-      [--max-seconds T] --out DIR
+      [--max-seconds T] [--inputs FILE.npz] --out DIR
 
 npe: sbi's NPE (NPE_C) with a neural spline flow (sbibm's NPE); nre: sbi's NRE (NRE_A, the
 classifier of sbibm's NRE), sampled by rejection from the prior. sbi's defaults otherwise (batch 200,
-early stopping after 20 epochs without improvement). Simulations come from sbibm's own simulator.
+early stopping after 20 epochs without improvement). Simulations come from sbibm's own simulator,
+except with --inputs: an .npz of `theta` and `x` (the simulations) and `x_o` (one row per
+observation, in --observations' order), which gkl-gpu writes for sir and lotka_volterra, whose
+sbibm simulators need Julia (diffeqtorch). Those two tasks' lognormal priors are then built here
+from sbibm's constants, since sbibm cannot import them without Julia.
 Sampling an observation stops after T seconds (the grid's --max-sample-seconds) and keeps the
 samples found so far, as ours does: sbi's rejection from the prior, and NPE's rejection of leaked
 mass outside the prior's support, can otherwise run for hours. Writes DIR/samples_obs<K>.npy (N x d, float64) per observation, then DIR/result.json
@@ -41,19 +45,44 @@ ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--observations", required=True)
 ap.add_argument("--samples", type=int, default=10_000)
 ap.add_argument("--max-seconds", type=float, default=None)
+ap.add_argument("--inputs", default=None)
 ap.add_argument("--out", required=True)
 a = ap.parse_args()
 os.makedirs(a.out, exist_ok=True)
 
+# (loc, scale) of the LogNormal priors of the tasks sbibm needs Julia for (sbibm's task constants).
+LOGNORMAL_PRIORS = {
+    "sir": ([float(np.log(0.4)), float(np.log(0.125))], [0.5, 0.2]),
+    "lotka_volterra": ([-0.125, -3.0, -0.125, -3.0], [0.5, 0.5, 0.5, 0.5]),
+}
+
 torch.manual_seed(a.seed)
 np.random.seed(a.seed)
-task = sbibm.get_task(a.task)
-t0 = time.perf_counter()
-theta = task.get_prior()(num_samples=a.nsims)
-x = task.get_simulator()(theta)
-simulate_s = time.perf_counter() - t0
+observations = [int(s) for s in a.observations.split(",") if s]
+if a.inputs is not None:
+    inputs = np.load(a.inputs)
+    theta = torch.as_tensor(inputs["theta"], dtype=torch.float32)
+    x = torch.as_tensor(inputs["x"], dtype=torch.float32)
+    x_obs = torch.as_tensor(inputs["x_o"], dtype=torch.float32)
+    if len(x_obs) != len(observations):
+        raise SystemExit(f"{a.inputs}: {len(x_obs)} rows in x_o for {len(observations)} observations")
+    if a.task in LOGNORMAL_PRIORS:
+        loc, scale = LOGNORMAL_PRIORS[a.task]
+        prior = torch.distributions.Independent(
+            torch.distributions.LogNormal(torch.tensor(loc), torch.tensor(scale)), 1)
+    else:
+        prior = sbibm.get_task(a.task).get_prior_dist()
+    simulate_s = 0.0  # simulated by gkl-gpu, not by the peer
+    get_observation = lambda i, k: x_obs[i : i + 1]  # noqa: E731
+else:
+    task = sbibm.get_task(a.task)
+    t0 = time.perf_counter()
+    theta = task.get_prior()(num_samples=a.nsims)
+    x = task.get_simulator()(theta)
+    simulate_s = time.perf_counter() - t0
+    prior = task.get_prior_dist()
+    get_observation = lambda i, k: task.get_observation(num_observation=k)  # noqa: E731
 
-prior = task.get_prior_dist()
 if a.method == "npe":
     inf = NPE_C(prior=prior, density_estimator="nsf", show_progress_bars=False)
 else:
@@ -86,8 +115,8 @@ def rejection_partial(posterior, x_o):
 
 
 sample_s = {}
-for k in [int(s) for s in a.observations.split(",") if s]:
-    x_o = task.get_observation(num_observation=k)
+for i, k in enumerate(observations):
+    x_o = get_observation(i, k)
     t0 = time.perf_counter()
     if a.method == "npe":
         s = posterior.sample((a.samples,), x=x_o, show_progress_bars=False,

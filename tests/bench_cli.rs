@@ -422,3 +422,65 @@ fn bench_throughput_rejects_bad_methods_with_one_line() {
         assert_eq!(err.trim().lines().count(), 1, "{m}: {err}");
     }
 }
+
+/// The peer column's plumbing, with a stand-in for `scripts/sbi_bench.py` (it needs no sbi):
+/// sir, whose sbibm simulator needs Julia, hands the peer our own cell's simulations and the
+/// observation in `inputs.npz`, and its samples are scored into a `sbi-npe` row; two_moons' peer
+/// gets no inputs, fails, and the bench goes on without a row for it.
+#[test]
+fn bench_peer_column_gets_our_simulations_where_sbibm_needs_julia() {
+    let have_numpy = Command::new("python3")
+        .args(["-c", "import numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_numpy {
+        eprintln!("NOTICE: python3 with numpy not found; skipping the peer-column test (bash .ci/run installs it)");
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("gkl-bench-peer-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/peer/fake_sbi_bench.py");
+    let mut a = args(&out);
+    let tasks = a.iter().position(|s| s == "--tasks").unwrap();
+    a[tasks + 1] = "sir,two_moons".into();
+    let methods = a.iter().position(|s| s == "--methods").unwrap();
+    a[methods + 1] = "npe".into();
+    a.extend(["--peer-python", "python3", "--peer-script"].map(String::from));
+    a.push(fake.display().to_string());
+    let o = Command::new(BIN).args(&a).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("peer failed") && err.contains("fake peer: no --inputs for two_moons"),
+        "{err}"
+    );
+
+    let rows = journal(&out);
+    let peer: Vec<_> = rows.iter().filter(|r| r["method"] == "sbi-npe").collect();
+    assert_eq!(peer.len(), 1, "{rows:?}");
+    let r = peer[0];
+    assert_eq!(
+        (r["task"].as_str(), r["samples"].as_u64()),
+        (Some("sir"), Some(500))
+    );
+    // Prior draws as a posterior: the classifier must tell them from sir's reference.
+    let c = r["c2st"].as_f64().unwrap();
+    assert!(c > 0.9, "prior draws scored {c}");
+    assert_eq!(r["train_s"].as_f64(), Some(1.5));
+
+    // The peer trained on exactly what our sir cell trains on: budget 1000, seed 0.
+    let cell = out.join("peers/sir/sbi-npe_n1000_s0");
+    let mut inputs = gkl_gpu::io::read_npz(cell.join("inputs.npz")).unwrap();
+    let sir = gkl_tasks::task_by_name("sir").unwrap();
+    let theta = sir.sample_prior(1000, 0);
+    let x = sir.simulate(&theta, 0x5349_4d55);
+    let got = |a: gkl_gpu::io::Array| (a.shape, a.data);
+    assert_eq!(got(inputs.take("theta").unwrap()), (vec![1000, 2], theta));
+    assert_eq!(got(inputs.take("x").unwrap()), (vec![1000, 10], x));
+    let x_o = sir.observation(1).unwrap().x;
+    assert_eq!(got(inputs.take("x_o").unwrap()), (vec![1, 10], x_o));
+    assert!(!out
+        .join("peers/two_moons/sbi-npe_n1000_s0/inputs.npz")
+        .exists());
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -1,11 +1,16 @@
 //! The peer column: the same cells run by the `sbi` library (NPE with a neural spline flow for
 //! our npe rows, NRE for our ratio rows) through `scripts/sbi_bench.py`, one process per cell,
 //! on the same machine. Its samples are scored by the same C2ST against the same reference
-//! samples as ours. Only sbibm tasks (the script simulates them with sbibm).
+//! samples as ours. Only sbibm tasks. The script simulates them with sbibm, except sir and
+//! lotka_volterra, which sbibm solves with Julia (`diffeqtorch`): for those the peer trains on the
+//! very simulations our own cell of the same seed trains on, written to `inputs.npz` beside its
+//! samples.
 
-use super::grid::{file_err, now_unix, reference, score, BenchError, BenchResult, GridConfig};
+use super::grid::{
+    file_err, now_unix, reference, score, simulate, BenchError, BenchResult, GridConfig,
+};
 use super::journal::{row_key, Journal, Row};
-use crate::io::read_samples;
+use crate::io::{read_samples, write_npz, NpyData};
 use crate::runtime::GpuContext;
 use crate::training::Method;
 use gkl_tasks::{Task, TASK_NAMES};
@@ -22,6 +27,36 @@ struct PeerResult {
     epochs: usize,
     /// Per observation (as a string key): sampling seconds.
     sample_s: BTreeMap<String, f64>,
+}
+
+/// Tasks whose sbibm simulator needs Julia: the peer gets our simulations and observations.
+pub const SIMULATED_HERE: [&str; 2] = ["sir", "lotka_volterra"];
+
+/// Writes `inputs.npz` for a task of [`SIMULATED_HERE`]: `theta` and `x`, the cell's simulations
+/// as our own cell of this budget and seed draws them, and `x_o`, one row per observation in
+/// `observations`' order.
+fn write_inputs(
+    task: &dyn Task,
+    budget: usize,
+    seed: u64,
+    observations: &[usize],
+    path: &Path,
+) -> BenchResult<()> {
+    let (theta, x) = simulate(task, budget, seed);
+    let (dt, dx) = (task.dim_theta(), task.dim_x());
+    let mut x_o = Vec::with_capacity(observations.len() * dx);
+    for &k in observations {
+        x_o.extend(task.observation(k)?.x);
+    }
+    write_npz(
+        path,
+        &[
+            ("theta", &[theta.len() / dt, dt], NpyData::F64(&theta)),
+            ("x", &[x.len() / dx, dx], NpyData::F64(&x)),
+            ("x_o", &[observations.len(), dx], NpyData::F64(&x_o)),
+        ],
+    )?;
+    Ok(())
 }
 
 /// Our method and the peer's name for it.
@@ -94,8 +129,8 @@ pub fn run_peers(
                             task.name(),
                             obs.join(",")
                         ));
-                        let out = Command::new(python)
-                            .arg(&cfg.peer_script)
+                        let mut cmd = Command::new(python);
+                        cmd.arg(&cfg.peer_script)
                             .args([
                                 task.name(),
                                 arg,
@@ -111,7 +146,13 @@ pub fn run_peers(
                                 &cfg.max_sample_seconds.to_string(),
                                 "--out",
                             ])
-                            .arg(&dir)
+                            .arg(&dir);
+                        if SIMULATED_HERE.contains(&task.name()) {
+                            let inputs = dir.join("inputs.npz");
+                            write_inputs(task.as_ref(), budget, seed, &pending, &inputs)?;
+                            cmd.arg("--inputs").arg(inputs);
+                        }
+                        let out = cmd
                             .output()
                             .map_err(file_err(python, "run the peer interpreter"))?;
                         if !out.status.success() {
