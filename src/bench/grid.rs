@@ -5,7 +5,6 @@
 //! stopped: finished rows are never redone, and a cell whose model was saved is only re-sampled.
 //! Optionally the same cells run by the `sbi` library (`--peer-python`), scored by the same C2ST.
 
-use super::highdim::task_by_name;
 use super::journal::{row_key, Journal, JournalError, Row};
 use crate::evaluation::c2st::{c2st, C2stConfig, C2stError, Samples};
 use crate::io::{read_samples, write_npy_f64, IoError};
@@ -18,6 +17,7 @@ use crate::sampling::npe::NpePosterior;
 use crate::sampling::rejection::RejectionConfig;
 use crate::training::npe::{train_npe_with, NpeSettings};
 use crate::training::{BaseGradient, Method};
+use gkl_tasks::task_by_name;
 use gkl_tasks::{Task, TaskError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

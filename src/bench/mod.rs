@@ -6,7 +6,6 @@
 
 pub mod cpu_mlp;
 pub mod grid;
-pub mod highdim;
 pub mod journal;
 pub mod kernels;
 pub mod peer;

@@ -24,7 +24,6 @@
 //! the acceptance test against the GPU run's log M per observation).
 
 use super::grid::{simulate, BenchError, BenchResult, TrainProfile};
-use super::highdim::task_by_name;
 use crate::kernels::adam::cpu::AdamCpu;
 use crate::kernels::adam::AdamConfig;
 use crate::kernels::gkl::cpu as gcpu;
@@ -38,6 +37,7 @@ use crate::sampling::npe::NpePosterior;
 use crate::sampling::rejection::{cpu as rcpu, PriorPack, RejectionConfig};
 use crate::training::npe::{train_npe_with, StepBench};
 use crate::training::{BaseGradient, Method};
+use gkl_tasks::task_by_name;
 use gkl_tasks::Task;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

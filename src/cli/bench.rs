@@ -185,7 +185,7 @@ impl GridArgs {
         tasks.extend(
             self.highdim
                 .iter()
-                .map(|d| format!("{}{d}", gkl_gpu::bench::highdim::PREFIX)),
+                .map(|d| format!("{}{d}", gkl_tasks::tasks::gaussian_linear_d::PREFIX)),
         );
         if self.contrastive.contains(&0) {
             bail!("--contrastive: K must be at least 1");

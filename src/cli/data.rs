@@ -4,7 +4,6 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use gkl_gpu::bench::highdim::task_by_name;
 use gkl_gpu::data::{
     check_against_prior, load_npy_pair, load_path, online_source, read_prior, ExternalConfig,
     ExternalSimulator, FailureSlot, InvalidCount, InvalidPolicy, OnlineDraw, OnlineStats,
@@ -14,6 +13,7 @@ use gkl_gpu::io::{write_npz, NpyData};
 use gkl_gpu::training::npe::Simulator;
 use gkl_gpu::training::source::ScanReport;
 use gkl_gpu::training::ShardStream;
+use gkl_tasks::task_by_name;
 use gkl_tasks::Prior;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -5,12 +5,12 @@ use super::observation::ObservationArgs;
 use super::GpuArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use gkl_gpu::bench::highdim::task_by_name;
 use gkl_gpu::io::{atomic_write_bytes, read_samples, write_npy_f64};
 use gkl_gpu::models::posterior::NpeModel;
 use gkl_gpu::sampling::npe::NpePosterior;
 use gkl_gpu::sampling::rejection::RejectionConfig;
 use gkl_gpu::training::Method;
+use gkl_tasks::task_by_name;
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]

@@ -4,9 +4,9 @@
 use super::observation::ObservationArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use gkl_gpu::bench::highdim::task_by_name;
 use gkl_gpu::data::{shard_range, simulate_task_rows, ShardSpec};
 use gkl_gpu::io::{write_npy_f64, write_npz, NpyData};
+use gkl_tasks::task_by_name;
 use std::path::PathBuf;
 use std::time::Instant;
 

@@ -4,7 +4,6 @@
 use super::GpuArgs;
 use anyhow::{bail, Context, Result};
 use clap::{Args, CommandFactory, Parser};
-use gkl_gpu::bench::highdim::task_by_name;
 use gkl_gpu::kernels::Activation;
 use gkl_gpu::models::flow::{FlowConfig, FlowKind};
 use gkl_gpu::models::mlp::MlpConfig;
@@ -12,6 +11,7 @@ use gkl_gpu::training::npe::{
     train, CheckpointConfig, EpochMetrics, Fault, NpeSettings, Simulator, TrainOptions,
 };
 use gkl_gpu::training::{recover_run_dir, BaseGradient, Checkpoint, Method, TrainSource};
+use gkl_tasks::task_by_name;
 use serde::{Deserialize, Serialize};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};

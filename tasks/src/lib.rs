@@ -48,8 +48,8 @@ pub mod tasks;
 pub use prior::{Component, Prior};
 pub use tasks::{
     bernoulli_glm::BernoulliGlm, gaussian_linear::GaussianLinear,
-    gaussian_mixture::GaussianMixture, lotka_volterra::LotkaVolterra, sir::Sir, slcp::Slcp,
-    two_moons::TwoMoons,
+    gaussian_linear_d::GaussianLinearD, gaussian_mixture::GaussianMixture,
+    lotka_volterra::LotkaVolterra, sir::Sir, slcp::Slcp, two_moons::TwoMoons,
 };
 
 use rand::Rng;
@@ -131,8 +131,12 @@ pub trait Task: Send + Sync {
     }
 }
 
-/// The task called `name` (one of [`TASK_NAMES`]).
+/// The task called `name`: one of sbibm's ([`TASK_NAMES`]), or `gaussian_linear_d<d>`
+/// ([`GaussianLinearD`], gaussian_linear in d dimensions).
 pub fn task_by_name(name: &str) -> Result<Box<dyn Task>, TaskError> {
+    if let Some(t) = GaussianLinearD::parse(name) {
+        return Ok(Box::new(t?));
+    }
     Ok(match name {
         "gaussian_linear" => Box::new(GaussianLinear::new(false)),
         "gaussian_linear_uniform" => Box::new(GaussianLinear::new(true)),
@@ -147,7 +151,11 @@ pub fn task_by_name(name: &str) -> Result<Box<dyn Task>, TaskError> {
         _ => {
             return Err(TaskError::UnknownTask {
                 name: name.to_string(),
-                valid: TASK_NAMES.join(", "),
+                valid: format!(
+                    "{}, {}<d>",
+                    TASK_NAMES.join(", "),
+                    tasks::gaussian_linear_d::PREFIX
+                ),
             });
         }
     })

@@ -1,12 +1,12 @@
-//! gaussian_linear in any dimension d (θ and x in ℝᵈ), for the high-dimensional rows of the
-//! benchmark. gkl-tasks' gaussian_linear is fixed at d = 10 (sbibm's), so the same model lives
-//! here: prior N(0, 0.1 I), x ~ N(θ, 0.1 I), exact posterior N(x/2, 0.05 I). Observations k are
+//! gaussian_linear in any dimension d (θ and x in ℝᵈ), named `gaussian_linear_d<d>`, for the
+//! high-dimensional rows of the benchmark. sbibm's gaussian_linear is fixed at d = 10; this is the
+//! same model at any d: prior N(0, 0.1 I), x ~ N(θ, 0.1 I), exact posterior N(x/2, 0.05 I). Observations k are
 //! drawn from the model itself (θ_k from the prior, x_k from the simulator) with fixed seeds, so
 //! every run sees the same ones.
 
-use gkl_tasks::distributions::std_normal;
-use gkl_tasks::rng::Xoshiro256pp;
-use gkl_tasks::{simulate_rows, Observation, Prior, Task, TaskError};
+use crate::distributions::std_normal;
+use crate::rng::Xoshiro256pp;
+use crate::{simulate_rows, Observation, Prior, Task, TaskError};
 
 const NOISE_VAR: f64 = 0.1;
 const PRIOR_VAR: f64 = 0.1;
@@ -54,14 +54,6 @@ impl GaussianLinearD {
                 .map_err(|_| TaskError::Dimension(format!("{name}: expected {PREFIX}<d>")))
                 .and_then(Self::new),
         )
-    }
-}
-
-/// Resolves a task name as every command does: gkl-tasks' sbibm tasks, or `gaussian_linear_d<d>`.
-pub fn task_by_name(name: &str) -> Result<Box<dyn Task>, TaskError> {
-    match GaussianLinearD::parse(name) {
-        Some(t) => Ok(Box::new(t?)),
-        None => gkl_tasks::task_by_name(name),
     }
 }
 
@@ -143,7 +135,7 @@ mod tests {
         // Same model as sbibm's gaussian_linear: the exact posteriors of an observation agree in
         // mean and variance (sample moments of 20,000 draws).
         let ours = GaussianLinearD::new(10).unwrap();
-        let theirs = gkl_tasks::task_by_name("gaussian_linear").unwrap();
+        let theirs = crate::task_by_name("gaussian_linear").unwrap();
         let x = theirs.observation(1).unwrap().x;
         let n = 20_000;
         for post in [
