@@ -484,3 +484,34 @@ fn bench_peer_column_gets_our_simulations_where_sbibm_needs_julia() {
         .exists());
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// `--unconstrained` reaches the cells' training: the saved model says so, and a cell trained
+/// without it is trained again rather than reused (its profile differs).
+#[test]
+fn bench_unconstrained_trains_in_the_priors_unconstrained_space() {
+    let out = std::env::temp_dir().join(format!("gkl-bench-unconstrained-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let config = |m: &str| -> serde_json::Value {
+        let p = out.join(format!("models/two_moons/{m}_K1_n1000_s0/config.json"));
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let mut a = args(&out);
+    a.push("--train-only".into());
+    let o = Command::new(BIN).args(&a).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(config("npe")["unconstrained"], false);
+
+    a.push("--unconstrained".into());
+    let o = Command::new(BIN).args(&a).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(
+        err.matches("trained earlier with other settings").count(),
+        2,
+        "{err}"
+    );
+    for m in ["npe", "ratio"] {
+        assert_eq!(config(m)["unconstrained"], true, "{m}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}

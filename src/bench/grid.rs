@@ -101,6 +101,10 @@ pub struct TrainProfile {
     /// (`NpeSettings::support_mask`); cells saved before the field existed read as false.
     #[serde(default)]
     pub support_mask: bool,
+    /// θ modelled in the prior's unconstrained space (`NpeSettings::unconstrained`); cells saved
+    /// before the field existed read as false, as they were trained.
+    #[serde(default)]
+    pub unconstrained: bool,
 }
 
 impl Default for TrainProfile {
@@ -125,6 +129,7 @@ impl Default for TrainProfile {
             patience: 20,
             lr_patience: 10,
             support_mask: true,
+            unconstrained: false,
         }
     }
 }
@@ -200,7 +205,7 @@ impl TrainProfile {
             lr_factor: 0.5,
             lr_restore_best: false,
             seed,
-            unconstrained: false,
+            unconstrained: self.unconstrained,
         }
     }
 }

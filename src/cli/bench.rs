@@ -108,6 +108,10 @@ struct GridArgs {
     /// [default: true]
     #[arg(long, action = clap::ArgAction::Set)]
     support_mask: Option<bool>,
+    /// Model θ in the prior's unconstrained space (logit of a box, log of a positive support),
+    /// as `train --unconstrained`
+    #[arg(long)]
+    unconstrained: bool,
     /// Only train and save the pending cells' models; a later run without it samples and scores
     /// them (e.g. train on a GPU machine, score elsewhere)
     #[arg(long)]
@@ -165,6 +169,7 @@ impl GridArgs {
         if let Some(kind) = self.flow {
             p = p.with_flow(kind);
         }
+        p.unconstrained = self.unconstrained;
         macro_rules! set {
             ($($f:ident),*) => { $(if let Some(v) = self.$f { p.$f = v; })* };
         }
