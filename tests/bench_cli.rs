@@ -486,7 +486,8 @@ fn bench_peer_column_gets_our_simulations_where_sbibm_needs_julia() {
 }
 
 /// `--unconstrained` reaches the cells' training: the saved model says so, and a cell trained
-/// without it is trained again rather than reused (its profile differs).
+/// without it is trained again rather than reused (its profile differs). Without it, the space
+/// is `train`'s default for the method and prior.
 #[test]
 fn bench_unconstrained_trains_in_the_priors_unconstrained_space() {
     let out = std::env::temp_dir().join(format!("gkl-bench-unconstrained-{}", std::process::id()));
@@ -513,5 +514,21 @@ fn bench_unconstrained_trains_in_the_priors_unconstrained_space() {
     for m in ["npe", "ratio"] {
         assert_eq!(config(m)["unconstrained"], true, "{m}");
     }
+
+    // Without the option, `train`'s default: log space for the hybrid on sir's lognormal prior.
+    let mut a = args(&out);
+    let tasks = a.iter().position(|s| s == "--tasks").unwrap();
+    a[tasks + 1] = "sir".into();
+    let methods = a.iter().position(|s| s == "--methods").unwrap();
+    a[methods + 1] = "npe,hybrid".into();
+    a.push("--train-only".into());
+    let o = Command::new(BIN).args(&a).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let sir = |m: &str| -> serde_json::Value {
+        let p = out.join(format!("models/sir/{m}_K1_n1000_s0/config.json"));
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    assert_eq!(sir("hybrid")["unconstrained"], true);
+    assert_eq!(sir("npe")["unconstrained"], false);
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -312,3 +312,48 @@ fn a_shard_folder_is_streamed_in_blocks_and_its_summary_counts_the_rows() {
     );
     check_run_dir(&run, 2);
 }
+
+/// The space θ is modelled in, when not given: log space for the hybrid on sir's lognormal prior,
+/// the prior's own space for npe there and for the hybrid on two_moons' box; `--unconstrained
+/// false` and `--unconstrained` override it. The saved model and the checkpoint's stored
+/// arguments (which a resumed run uses) both record the resolved choice.
+#[test]
+fn the_hybrid_on_a_lognormal_prior_trains_in_log_space_unless_told_otherwise() {
+    let root = scratch("space");
+    for (task, method, flag, want) in [
+        ("sir", "hybrid", None, true),
+        ("sir", "npe", None, false),
+        ("two_moons", "hybrid", None, false),
+        ("sir", "hybrid", Some("--unconstrained=false"), false),
+        ("two_moons", "npe", Some("--unconstrained"), true),
+    ] {
+        let dir = root.join(format!("{task}-{method}-{}", flag.unwrap_or("default")));
+        let d = dir.display().to_string();
+        let mut args = vec![
+            "train",
+            "--task",
+            task,
+            "--method",
+            method,
+            "--simulations",
+            "300",
+            "--transforms",
+            "1",
+            "--hidden",
+            "8",
+            "--max-epochs",
+            "1",
+            "--out",
+            &d,
+        ];
+        args.extend(flag);
+        let o = gkl(&args, &[]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+        assert_eq!(config["unconstrained"], want, "{task} {method} {flag:?}");
+        let ck = Checkpoint::load(&Checkpoint::dir_of(&dir)).unwrap();
+        let stored = &ck.state.cli.as_ref().unwrap()["train_args"]["unconstrained"];
+        assert_eq!(stored, want, "{task} {method} {flag:?}: stored {stored}");
+    }
+}

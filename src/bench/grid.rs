@@ -16,9 +16,10 @@ use crate::runtime::{GpuContext, GpuError};
 use crate::sampling::npe::NpePosterior;
 use crate::sampling::rejection::RejectionConfig;
 use crate::training::npe::{train_npe_with, NpeSettings};
+use crate::training::preprocess::unconstrained_by_default;
 use crate::training::{BaseGradient, Method};
 use gkl_tasks::task_by_name;
-use gkl_tasks::{Task, TaskError};
+use gkl_tasks::{Prior, Task, TaskError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -101,10 +102,15 @@ pub struct TrainProfile {
     /// (`NpeSettings::support_mask`); cells saved before the field existed read as false.
     #[serde(default)]
     pub support_mask: bool,
-    /// θ modelled in the prior's unconstrained space (`NpeSettings::unconstrained`); cells saved
-    /// before the field existed read as false, as they were trained.
-    #[serde(default)]
-    pub unconstrained: bool,
+    /// θ modelled in the prior's unconstrained space (`NpeSettings::unconstrained`); `None`:
+    /// `train`'s default for the method and prior ([`unconstrained_by_default`]). Cells saved
+    /// before the field existed read as `Some(false)`, as they were trained.
+    #[serde(default = "prior_space")]
+    pub unconstrained: Option<bool>,
+}
+
+fn prior_space() -> Option<bool> {
+    Some(false)
 }
 
 impl Default for TrainProfile {
@@ -129,7 +135,7 @@ impl Default for TrainProfile {
             patience: 20,
             lr_patience: 10,
             support_mask: true,
-            unconstrained: false,
+            unconstrained: None,
         }
     }
 }
@@ -161,6 +167,7 @@ impl TrainProfile {
 
     pub fn settings(
         &self,
+        prior: &Prior,
         method: Method,
         contrastive: usize,
         base_gradient: BaseGradient,
@@ -205,7 +212,9 @@ impl TrainProfile {
             lr_factor: 0.5,
             lr_restore_best: false,
             seed,
-            unconstrained: self.unconstrained,
+            unconstrained: self
+                .unconstrained
+                .unwrap_or_else(|| unconstrained_by_default(method, prior)),
         }
     }
 }
@@ -367,7 +376,9 @@ fn train_cell(
     let t = Instant::now();
     let (theta, x) = simulate(task, budget, seed);
     let simulate_s = t.elapsed().as_secs_f64();
-    let settings = cfg.profile.settings(method, k, base_gradient, seed);
+    let settings = cfg
+        .profile
+        .settings(task.prior(), method, k, base_gradient, seed);
     let t = Instant::now();
     let mut last = 0usize;
     let outcome = train_npe_with(

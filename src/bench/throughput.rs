@@ -323,12 +323,17 @@ impl CpuStep {
 
 fn settings_for(
     cfg: &ThroughputConfig,
+    prior: &gkl_tasks::Prior,
     mf: MethodFlow,
     batch: usize,
 ) -> crate::training::npe::NpeSettings {
-    let mut s = cfg
-        .profile
-        .settings(mf.method, cfg.contrastive, BaseGradient::Detached, cfg.seed);
+    let mut s = cfg.profile.settings(
+        prior,
+        mf.method,
+        cfg.contrastive,
+        BaseGradient::Detached,
+        cfg.seed,
+    );
     if let Some(k) = mf.flow {
         s.flow.kind = k;
     }
@@ -375,7 +380,7 @@ pub fn train_row(
     // adapter, short enough for a few of them per measurement on a slow one.
     let n = (8 * batch).max(65_536).div_ceil(batch) * batch;
     let (theta, x) = simulate_n(task, n, cfg.seed ^ 0x5452_4149_4e00 ^ batch as u64)?;
-    let settings = settings_for(cfg, mf, batch);
+    let settings = settings_for(cfg, task.prior(), mf, batch);
     let sb = StepBench::new(ctx, task.prior(), &theta, &x, dx, &settings)?;
     // Warm-up step (first use of the pipelines), then one step that sizes the submissions.
     sb.submit(ctx, 1)?;
@@ -493,7 +498,7 @@ pub fn sampler_row(
 ) -> BenchResult<SamplerRow> {
     let (d, dx) = (task.dim_theta(), task.dim_x());
     let (theta, x) = simulate_n(task, cfg.sampler_simulations, cfg.seed ^ 0x5341_4d50)?;
-    let mut settings = settings_for(cfg, mf, 256);
+    let mut settings = settings_for(cfg, task.prior(), mf, 256);
     settings.max_epochs = cfg.sampler_epochs.max(1);
     settings.patience = usize::MAX;
     let mut epochs = 0;

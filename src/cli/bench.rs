@@ -109,9 +109,9 @@ struct GridArgs {
     #[arg(long, action = clap::ArgAction::Set)]
     support_mask: Option<bool>,
     /// Model θ in the prior's unconstrained space (logit of a box, log of a positive support),
-    /// as `train --unconstrained`
-    #[arg(long)]
-    unconstrained: bool,
+    /// as `train --unconstrained`; default: `train`'s (true for the hybrid on a lognormal prior)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    unconstrained: Option<bool>,
     /// Only train and save the pending cells' models; a later run without it samples and scores
     /// them (e.g. train on a GPU machine, score elsewhere)
     #[arg(long)]
@@ -169,7 +169,9 @@ impl GridArgs {
         if let Some(kind) = self.flow {
             p = p.with_flow(kind);
         }
-        p.unconstrained = self.unconstrained;
+        if self.unconstrained.is_some() {
+            p.unconstrained = self.unconstrained;
+        }
         macro_rules! set {
             ($($f:ident),*) => { $(if let Some(v) = self.$f { p.$f = v; })* };
         }

@@ -10,6 +10,7 @@ use gkl_gpu::models::mlp::MlpConfig;
 use gkl_gpu::training::npe::{
     train, CheckpointConfig, EpochMetrics, Fault, NpeSettings, Simulator, TrainOptions,
 };
+use gkl_gpu::training::preprocess::unconstrained_by_default;
 use gkl_gpu::training::{recover_run_dir, BaseGradient, Checkpoint, Method, TrainSource};
 use gkl_tasks::task_by_name;
 use serde::{Deserialize, Serialize};
@@ -166,11 +167,13 @@ pub struct TrainArgs {
     /// --simulations then sets the size of each epoch's block and of the validation set's source
     #[arg(long)]
     online: bool,
-    /// Model θ in the prior's unconstrained space (logit of a box): no mass outside the support,
-    /// but measured worse on two_moons than the default, which models θ as it is and rejects
-    /// samples outside the support when sampling (reported by `sample`)
-    #[arg(long)]
-    unconstrained: bool,
+    /// Model θ in the prior's unconstrained space (logit of a box, log of a positive support):
+    /// no mass outside the support. `--unconstrained false` models θ as it is and rejects samples
+    /// outside the support when sampling (reported by `sample`). Default: true for the hybrid on
+    /// a prior with a lognormal component (its sampler stalled on sir otherwise), false otherwise
+    /// (the logit space measured worse on two_moons)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    unconstrained: Option<bool>,
 }
 
 /// `gkl-gpu quickstart`: the whole path on a built-in default — simulate, train, sample an
@@ -360,6 +363,8 @@ pub fn run(gpu: &GpuArgs, mut a: TrainArgs) -> Result<()> {
     // Checkpoints from before the method-dependent defaults hold every value; `lr_patience`
     // absent there meant 0.
     args.lr_patience.get_or_insert(0);
+    // Stored before the space had a method-dependent default: absent meant the prior's own.
+    args.unconstrained.get_or_insert(false);
     args.resolve_method_defaults();
     let is_given = |id: &str| given.iter().any(|(g, _)| g == id);
     if is_given("max_epochs") {
@@ -399,7 +404,12 @@ fn truncate_metrics(path: &Path, epoch: usize) -> Result<()> {
     Ok(())
 }
 
-fn run_with(gpu: &GpuArgs, a: TrainArgs, out: PathBuf, resume: Option<Checkpoint>) -> Result<()> {
+fn run_with(
+    gpu: &GpuArgs,
+    mut a: TrainArgs,
+    out: PathBuf,
+    resume: Option<Checkpoint>,
+) -> Result<()> {
     if a.simulations < 10 {
         bail!("--simulations must be at least 10");
     }
@@ -440,6 +450,10 @@ fn run_with(gpu: &GpuArgs, a: TrainArgs, out: PathBuf, resume: Option<Checkpoint
     let mut data = pending.finish()?;
     data.write_summary(&out)?;
     data.store_simulations(&out)?;
+    // Resolved before the arguments are stored in the checkpoint, so a resumed run keeps it.
+    let unconstrained = *a
+        .unconstrained
+        .get_or_insert_with(|| unconstrained_by_default(a.method, &data.prior));
 
     let settings = NpeSettings {
         method: a.method,
@@ -489,7 +503,7 @@ fn run_with(gpu: &GpuArgs, a: TrainArgs, out: PathBuf, resume: Option<Checkpoint
         lr_factor: a.lr_factor,
         lr_restore_best: a.lr_restore_best,
         seed: a.seed,
-        unconstrained: a.unconstrained,
+        unconstrained,
     };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let metrics_path = out.join("metrics.jsonl");
