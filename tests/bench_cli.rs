@@ -2,6 +2,7 @@
 //! killed with SIGKILL once its journal holds a row and started again, it finishes without
 //! redoing a finished row.
 
+mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -429,12 +430,7 @@ fn bench_throughput_rejects_bad_methods_with_one_line() {
 /// gets no inputs, fails, and the bench goes on without a row for it.
 #[test]
 fn bench_peer_column_gets_our_simulations_where_sbibm_needs_julia() {
-    let have_numpy = Command::new("python3")
-        .args(["-c", "import numpy"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have_numpy {
-        eprintln!("NOTICE: python3 with numpy not found; skipping the peer-column test (bash .ci/run installs it)");
+    if !common::python_with_numpy("the peer-column test") {
         return;
     }
     let out = std::env::temp_dir().join(format!("gkl-bench-peer-{}", std::process::id()));

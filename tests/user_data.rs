@@ -3,6 +3,7 @@
 //! kind of bad input ending in a one-line error with a non-zero exit, never a panic.
 //! GPU work is kept small (tiny flows, few epochs): lavapipe is slow.
 
+mod common;
 use gkl_gpu::io::{read_npy_f64, write_npy_f64, write_npz, NpyData};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -199,22 +200,11 @@ fn train_from_npz_and_prior_then_sample() {
     assert_eq!(e, "error: sims.npz: 20 of 1000 simulations have NaN or Inf in x (first: row 0); rejected by --invalid error");
 }
 
-fn numpy() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import numpy"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("NOTICE: python3 with numpy not found; skipping the Python simulator test (bash .ci/run installs it)");
-    }
-    ok
-}
-
 /// examples/simulators/gaussian_sim.py: θ ~ N(0, I₂), x = θ + N(0, 0.5² I₂); the exact posterior at
 /// x_o is N(0.8 x_o, 0.2 I₂). A small budget must already put the samples' mean and spread near it.
 #[test]
 fn python_simulator_trains_and_samples_near_the_exact_posterior() {
-    if !numpy() {
+    if !common::python_with_numpy("the Python simulator test") {
         return;
     }
     let d = scratch("python");

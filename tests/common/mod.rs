@@ -91,3 +91,18 @@ pub fn scratch(file: &str, tag: &str) -> Scratch {
     std::fs::create_dir_all(&d).unwrap();
     Scratch(d)
 }
+
+/// Whether `python3` with numpy runs here; if not, says which test is skipped (`bash .ci/run`
+/// installs both).
+pub fn python_with_numpy(skipped: &str) -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!(
+            "NOTICE: python3 with numpy not found; skipping {skipped} (bash .ci/run installs it)"
+        );
+    }
+    ok
+}
