@@ -1023,7 +1023,7 @@ fn check_conjugate_with(s: NpeSettings) {
     let (s, rep) = post.sample(std::slice::from_ref(&xo), n, 7).unwrap();
     let r = &rep.rejection.as_ref().unwrap()[0];
     assert!(r.finished && s[0].len() == n * 2, "{r:?}");
-    for j in 0..2 {
+    for (j, &xj) in xo.iter().enumerate() {
         let m = s[0].iter().skip(j).step_by(2).sum::<f64>() / n as f64;
         let v = s[0]
             .iter()
@@ -1033,9 +1033,9 @@ fn check_conjugate_with(s: NpeSettings) {
             .sum::<f64>()
             / (n - 1) as f64;
         assert!(
-            (m - 0.8 * xo[j]).abs() < 0.1,
+            (m - 0.8 * xj).abs() < 0.1,
             "{method:?}: posterior mean[{j}] {m}, exact {}",
-            0.8 * xo[j]
+            0.8 * xj
         );
         assert!(
             (v - 0.2).abs() < 0.07,

@@ -95,7 +95,7 @@ fn npe_recovers_a_conjugate_gaussian_posterior_and_survives_a_save() {
         "a Gaussian prior has no edge to reject at"
     );
     let s = &s[0];
-    for j in 0..2 {
+    for (j, &xj) in xo.iter().enumerate() {
         let m = s.iter().skip(j).step_by(2).sum::<f64>() / 5000.0;
         let v = s
             .iter()
@@ -105,9 +105,9 @@ fn npe_recovers_a_conjugate_gaussian_posterior_and_survives_a_save() {
             .sum::<f64>()
             / 4999.0;
         assert!(
-            (m - 0.8 * xo[j]).abs() < 0.08,
+            (m - 0.8 * xj).abs() < 0.08,
             "posterior mean[{j}] {m}, exact {}",
-            0.8 * xo[j]
+            0.8 * xj
         );
         assert!(
             (v - 0.2).abs() < 0.05,

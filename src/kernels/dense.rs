@@ -195,6 +195,7 @@ pub mod cpu {
     use super::Activation;
 
     /// Returns (Z, A).
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         x: &[f64],
         w: &[f64],
