@@ -203,6 +203,25 @@ fn against_paper(g: &Groups) -> String {
     )
 }
 
+/// What a table cell's mean leaves out: rows without a C2ST, and rows scored on fewer samples
+/// than asked for (the sampler's time budget ran out), which a C2ST on a few hundred samples
+/// cannot be compared with.
+fn flags(rows: &[&Row]) -> String {
+    let unscored = rows.iter().filter(|r| r.c2st.is_none()).count();
+    let partial = rows
+        .iter()
+        .filter(|r| r.c2st.is_some() && !r.sampling_finished)
+        .count();
+    let mut f = String::new();
+    if unscored > 0 {
+        f.push_str(&format!(" [{unscored} not scored]"));
+    }
+    if partial > 0 {
+        f.push_str(&format!(" [{partial} on fewer samples]"));
+    }
+    f
+}
+
 /// table.md: C2ST per task × method and budget; times; the peer's time ratio; published values.
 pub fn table(cfg: &GridConfig, rows: &[Row]) -> String {
     let g = Groups::new(rows);
@@ -210,7 +229,7 @@ pub fn table(cfg: &GridConfig, rows: &[Row]) -> String {
     let _ = writeln!(s, "# gkl-gpu bench\n");
     let _ = writeln!(
         s,
-        "C2ST against the reference posterior (0.5 is perfect), mean ± sd over observations × seeds (count in parentheses), {} samples per observation. Bold: the best (lowest) mean of each task and budget.\n",
+        "C2ST against the reference posterior (0.5 is perfect), mean ± sd over observations × seeds (count in parentheses), {} samples per observation. Bold: the best (lowest) mean of each task and budget. [k not scored]: k rows without a C2ST; [k on fewer samples]: k rows scored on the samples found before the sampler's time budget ran out.\n",
         cfg.num_samples
     );
     let _ = write!(s, "| task | method |");
@@ -242,15 +261,8 @@ pub fn table(cfg: &GridConfig, rows: &[Row]) -> String {
             for (i, &b) in g.budgets.iter().enumerate() {
                 let v = g.c2st(task, l, b);
                 let m = mean_sd(&v).0;
-                let errs = g
-                    .select(task, l, b)
-                    .iter()
-                    .filter(|r| r.c2st.is_none())
-                    .count();
                 let mut c = cell(&v, m.is_finite() && m == best[i]);
-                if errs > 0 {
-                    c.push_str(&format!(" [{errs} not scored]"));
-                }
+                c.push_str(&flags(&g.select(task, l, b)));
                 let _ = write!(s, " {c} |");
             }
             s.push('\n');
@@ -422,6 +434,22 @@ mod tests {
             "finished_at": 0.0
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn cells_flag_unscored_rows_and_rows_scored_on_fewer_samples() {
+        let full = row("sir", "hybrid", 0.6);
+        let mut partial = row("sir", "hybrid", 0.7);
+        partial.sampling_finished = false;
+        partial.samples = 534;
+        let mut unscored = row("sir", "hybrid", 0.0);
+        unscored.c2st = None;
+        unscored.sampling_finished = false;
+        assert_eq!(flags(&[&full]), "");
+        assert_eq!(
+            flags(&[&full, &partial, &unscored, &unscored]),
+            " [2 not scored] [1 on fewer samples]"
+        );
     }
 
     #[test]
