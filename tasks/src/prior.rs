@@ -173,6 +173,17 @@ impl Component {
 }
 
 impl Prior {
+    /// N(0, var·I) in d dimensions.
+    pub fn isotropic_gaussian(d: usize, var: f64) -> Prior {
+        let cov = (0..d)
+            .map(|i| (0..d).map(|j| if i == j { var } else { 0.0 }).collect())
+            .collect();
+        Prior::Gaussian {
+            mean: vec![0.0; d],
+            cov,
+        }
+    }
+
     /// Parses a prior from JSON and validates it.
     pub fn from_json(s: &str) -> Result<Prior, TaskError> {
         let p: Prior =

@@ -26,17 +26,7 @@ impl GaussianLinear {
                 high: vec![1.0; D],
             }
         } else {
-            let cov = (0..D)
-                .map(|i| {
-                    (0..D)
-                        .map(|j| if i == j { PRIOR_VAR } else { 0.0 })
-                        .collect()
-                })
-                .collect();
-            Prior::Gaussian {
-                mean: vec![0.0; D],
-                cov,
-            }
+            Prior::isotropic_gaussian(D, PRIOR_VAR)
         };
         Self { uniform, prior }
     }

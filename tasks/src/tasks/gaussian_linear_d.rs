@@ -27,22 +27,12 @@ impl GaussianLinearD {
                 "{PREFIX}{d}: d must be in 1..=4096"
             )));
         }
-        let cov = (0..d)
-            .map(|i| {
-                (0..d)
-                    .map(|j| if i == j { PRIOR_VAR } else { 0.0 })
-                    .collect()
-            })
-            .collect();
         // Task::name wants a &'static str; a handful of these exist per process.
         let name: &'static str = Box::leak(format!("{PREFIX}{d}").into_boxed_str());
         Ok(GaussianLinearD {
             d,
             name,
-            prior: Prior::Gaussian {
-                mean: vec![0.0; d],
-                cov,
-            },
+            prior: Prior::isotropic_gaussian(d, PRIOR_VAR),
         })
     }
 
