@@ -10,12 +10,17 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_gkl-gpu");
 
 fn args(out: &Path) -> Vec<String> {
+    grid_args(out, "two_moons", "npe,ratio")
+}
+
+/// The tiny grid of [`args`] on other tasks and methods.
+fn grid_args(out: &Path, tasks: &str, methods: &str) -> Vec<String> {
     [
         "bench",
         "--tasks",
-        "two_moons",
+        tasks,
         "--methods",
-        "npe,ratio",
+        methods,
         "--budgets",
         "1000",
         "--observations",
@@ -436,11 +441,7 @@ fn bench_peer_column_gets_our_simulations_where_sbibm_needs_julia() {
     let out = std::env::temp_dir().join(format!("gkl-bench-peer-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/peer/fake_sbi_bench.py");
-    let mut a = args(&out);
-    let tasks = a.iter().position(|s| s == "--tasks").unwrap();
-    a[tasks + 1] = "sir,two_moons".into();
-    let methods = a.iter().position(|s| s == "--methods").unwrap();
-    a[methods + 1] = "npe".into();
+    let mut a = grid_args(&out, "sir,two_moons", "npe");
     a.extend(["--peer-python", "python3", "--peer-script"].map(String::from));
     a.push(fake.display().to_string());
     let o = Command::new(BIN).args(&a).output().unwrap();
@@ -512,11 +513,7 @@ fn bench_unconstrained_trains_in_the_priors_unconstrained_space() {
     }
 
     // Without the option, `train`'s default: log space for the hybrid on sir's lognormal prior.
-    let mut a = args(&out);
-    let tasks = a.iter().position(|s| s == "--tasks").unwrap();
-    a[tasks + 1] = "sir".into();
-    let methods = a.iter().position(|s| s == "--methods").unwrap();
-    a[methods + 1] = "npe,hybrid".into();
+    let mut a = grid_args(&out, "sir", "npe,hybrid");
     a.push("--train-only".into());
     let o = Command::new(BIN).args(&a).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -159,7 +159,8 @@ pub fn run(gpu: &GpuArgs, a: SampleArgs) -> Result<()> {
                          above the rest, so the model puts mass where its base flow rarely draws (\
                          `cargo run --release --example hybrid_weights -- MODEL OBS` shows where); \
                          retraining in the prior's unconstrained space (`--unconstrained`, the hybrid's \
-                         default on a lognormal prior: it removed such a ridge on sir), a MAF base (`--flow maf`) or npe may serve this task better"
+                         default on a lognormal prior: it removed such a ridge on sir), a MAF base \
+                         (`--flow maf`) or npe may serve this task better"
                         }
                     );
                 }
